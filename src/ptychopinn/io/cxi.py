@@ -1,0 +1,273 @@
+"""CXI 1.6 (HDF5, SI units) read and write (shared/spec/data-formats.md).
+
+Layout written (and read):
+
+- ``/cxi_version`` = 160;
+- ``/entry_1/instrument_1/detector_1/data``: ``(n, N, N)`` intensities in counts, chunked by
+  pattern so that slices read fast; ``/entry_1/data_1/data`` links to it;
+- ``/entry_1/instrument_1/detector_1/distance``, ``x_pixel_size``, ``y_pixel_size`` (m),
+  optional ``mask`` (bit 0x1 = bad pixel);
+- ``/entry_1/instrument_1/source_1/energy`` in **joules**;
+- ``/entry_1/instrument_1/source_1/illumination``: the probe;
+- ``/entry_1/sample_1/geometry_1/translation``: ``(n, 3)`` positions (x, y, z) in metres;
+- ``/entry_1/image_1/data`` with ``data_type`` = "object": the object, if known;
+- ``/entry_1/ptychopinn``: our extras (exact pixel positions, scan index, metadata JSON).
+
+Diffraction data are read lazily (:class:`~ptychopinn.io.lazy.HDF5Patterns`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import h5py
+import numpy as np
+
+from ..units import energy_ev_to_joules, energy_joules_to_ev, object_pixel_size_m
+from .atomic import atomic_path
+from .errors import ScanFileError, ScanValidationError
+from .lazy import HDF5Patterns
+from .scan import Scan, ScanMetadata
+
+CXI_VERSION = 160
+DATA_KEYS = ("entry_1/data_1/data", "entry_1/instrument_1/detector_1/data")
+PROBE_KEYS = ("entry_1/instrument_1/source_1/illumination", "entry_1/instrument_1/source_1/probe")
+_DETECTOR = "entry_1/instrument_1/detector_1"
+_SOURCE = "entry_1/instrument_1/source_1"
+_TRANSLATION = "entry_1/sample_1/geometry_1/translation"
+_EXTRAS = "entry_1/ptychopinn"
+_BAD_PIXEL_BIT = 0x1
+_WRITE_BLOCK = 1024
+
+
+def _scalar(handle: h5py.File, key: str, path: str) -> float | None:
+    if key not in handle:
+        return None
+    try:
+        value = float(np.asarray(handle[key][()]).reshape(-1)[0])
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ScanValidationError(f"is not a number ({exc})", source=path, key=key) from None
+    if not (np.isfinite(value) and value > 0):
+        raise ScanValidationError(f"must be a finite positive number, got {value!r}", source=path, key=key)
+    return value
+
+
+def _find_image(handle: h5py.File, kind: str) -> str | None:
+    entry = handle.get("entry_1")
+    if entry is None:
+        return None
+    for name in sorted(entry):
+        if not name.startswith("image_") or "data" not in entry[name]:
+            continue
+        data_type = entry[name].get("data_type")
+        if data_type is not None:
+            text = data_type[()]
+            text = text.decode() if isinstance(text, bytes) else str(text)
+            if kind in text.lower():
+                return f"entry_1/{name}/data"
+    return None
+
+
+def read_cxi(path: str | os.PathLike) -> Scan:
+    """Read a CXI 1.6 file into a :class:`Scan`, with diffraction data read lazily.
+
+    Positions: our own files carry exact pixel positions; for other files the translations
+    (m) are divided by the object pixel size ``dx = lambda z / (N p)`` and shifted so that the
+    smallest lands at ``N/2``, the first position whose patch lies inside the object grid.
+
+    Raises
+    ------
+    ScanFileError
+        Missing, truncated or non-HDF5 file.
+    ScanValidationError
+        Missing datasets, wrong shapes, non-physical values.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ScanFileError("no such file", source=path)
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise ScanFileError(f"not a readable HDF5 file ({exc}); is it truncated?", source=path) from None
+    try:
+        with handle:
+            return _read_open_cxi(handle, path)
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise ScanFileError(f"cannot read ({exc}); is the file truncated?", source=path) from None
+
+
+def _read_open_cxi(handle: h5py.File, path: str) -> Scan:
+    if "entry_1" not in handle:
+        raise ScanValidationError("no '/entry_1' group: not a CXI file", source=path, key="entry_1")
+    if "cxi_version" not in handle:
+        warnings.warn(f"{path}: no '/cxi_version'; reading as CXI anyway", stacklevel=3)
+    data_key = next((k for k in DATA_KEYS if k in handle), None)
+    if data_key is None:
+        raise ScanValidationError(
+            f"no diffraction data (looked for {', '.join('/' + k for k in DATA_KEYS)})", source=path
+        )
+    patterns = HDF5Patterns(path, handle[data_key].name.lstrip("/"))
+    n, size = patterns.shape[0], patterns.shape[-1]
+
+    energy_j = _scalar(handle, f"{_SOURCE}/energy", path)
+    distance = _scalar(handle, f"{_DETECTOR}/distance", path)
+    pixel_x = _scalar(handle, f"{_DETECTOR}/x_pixel_size", path)
+    pixel_y = _scalar(handle, f"{_DETECTOR}/y_pixel_size", path)
+    if pixel_x is not None and pixel_y is not None and not np.isclose(pixel_x, pixel_y, rtol=1e-6):
+        raise ScanValidationError(
+            f"non-square detector pixels ({pixel_x} m x {pixel_y} m) are not supported",
+            source=path,
+            key=f"{_DETECTOR}/y_pixel_size",
+        )
+    extras: dict = {}
+    if _EXTRAS in handle and "metadata_json" in handle[_EXTRAS].attrs:
+        try:
+            extras = json.loads(handle[_EXTRAS].attrs["metadata_json"])
+        except (TypeError, ValueError):
+            warnings.warn(f"{path}: '/{_EXTRAS}' metadata is not JSON; ignored", stacklevel=3)
+    meta_values = dict(extras.get("metadata", {}))
+    meta_values.update(
+        energy_ev=energy_joules_to_ev(energy_j) if energy_j else meta_values.get("energy_ev"),
+        detector_distance_m=distance or meta_values.get("detector_distance_m"),
+        detector_pixel_size_m=pixel_x or meta_values.get("detector_pixel_size_m"),
+    )
+    metadata = ScanMetadata.from_dict(meta_values, source=path)
+
+    probe_key = next((k for k in PROBE_KEYS if k in handle), None) or _find_image(handle, "probe")
+    if probe_key is None:
+        raise ScanValidationError(
+            f"no probe (looked for {', '.join('/' + k for k in PROBE_KEYS)} and an image_N "
+            "with data_type 'probe')",
+            source=path,
+        )
+    probe = np.asarray(handle[probe_key][()])
+
+    if f"{_EXTRAS}/positions_px" in handle:
+        positions = np.asarray(handle[f"{_EXTRAS}/positions_px"][()])
+    elif _TRANSLATION in handle:
+        translation = np.asarray(handle[_TRANSLATION][()])
+        if translation.ndim != 2 or translation.shape[1] not in (2, 3):
+            raise ScanValidationError(
+                f"shape {translation.shape} is not (n, 3)", source=path, key=_TRANSLATION
+            )
+        dx = metadata.object_pixel_size_m
+        if dx is None:
+            missing = [
+                key
+                for key, value in (
+                    (f"/{_SOURCE}/energy", energy_j),
+                    (f"/{_DETECTOR}/distance", distance),
+                    (f"/{_DETECTOR}/x_pixel_size", pixel_x),
+                )
+                if value is None
+            ]
+            if missing:
+                raise ScanValidationError(
+                    f"positions are in metres but {', '.join(missing)} missing, so the object "
+                    "pixel size cannot be computed",
+                    source=path,
+                    key=_TRANSLATION,
+                )
+            dx = object_pixel_size_m(metadata.wavelength_m, distance, size, pixel_x)
+        if not np.isfinite(translation).all():
+            raise ScanValidationError("non-finite translation(s)", source=path, key=_TRANSLATION)
+        positions = np.stack([translation[:, 1], translation[:, 0]], axis=1) / dx
+        positions = positions - positions.min(axis=0) + size // 2
+    else:
+        raise ScanValidationError("no scan positions", source=path, key=_TRANSLATION)
+
+    mask = None
+    if f"{_DETECTOR}/mask" in handle:
+        bits = np.asarray(handle[f"{_DETECTOR}/mask"][()])
+        if bits.dtype.kind not in "biu":
+            raise ScanValidationError(f"dtype {bits.dtype} is not integer bit flags", source=path, key=f"{_DETECTOR}/mask")
+        mask = (bits.astype(np.int64) & _BAD_PIXEL_BIT) == 0
+
+    object_key = _find_image(handle, "object")
+    obj = np.asarray(handle[object_key][()]) if object_key else None
+    scan_index = np.asarray(handle[f"{_EXTRAS}/scan_index"][()]) if f"{_EXTRAS}/scan_index" in handle else None
+    patches = np.asarray(handle[f"{_EXTRAS}/patches"][()]) if f"{_EXTRAS}/patches" in handle else None
+    if positions.shape[0] != n:
+        raise ScanValidationError(
+            f"{positions.shape[0]} positions for {n} patterns", source=path, key=_TRANSLATION
+        )
+    return Scan(
+        diffraction=patterns,
+        positions=positions,
+        probe=probe,
+        object=obj,
+        mask=mask,
+        scan_index=scan_index,
+        patches=patches,
+        metadata=metadata,
+        source=path,
+    )
+
+
+def write_cxi(scan: Scan, path: str | os.PathLike, *, compression: str | None = None) -> None:
+    """Write a :class:`Scan` as CXI 1.6 in SI units (atomically).
+
+    The scan needs its geometry (``energy_ev``, ``detector_distance_m``,
+    ``detector_pixel_size_m``) since CXI stores positions in metres. Lazily read diffraction
+    data are copied block by block, never loaded whole.
+
+    Parameters
+    ----------
+    scan : Scan
+    path : str or os.PathLike
+    compression : str, optional
+        HDF5 compression filter for the diffraction data (e.g. ``"gzip"``).
+    """
+    meta = scan.metadata
+    missing = [
+        name
+        for name in ("energy_ev", "detector_distance_m", "detector_pixel_size_m")
+        if getattr(meta, name) is None
+    ]
+    if missing:
+        raise ScanValidationError(
+            f"CXI stores SI units, but the scan's metadata lacks {', '.join(missing)}",
+            source=scan.source,
+        )
+    dx = scan.pixel_size_m()
+    n, size = scan.n_patterns, scan.pattern_size
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as out:
+        out["cxi_version"] = CXI_VERSION
+        detector = out.create_group(_DETECTOR)
+        data = detector.create_dataset(
+            "data",
+            shape=(n, size, size),
+            dtype=np.float32,
+            chunks=(min(n, max(1, 2**20 // (4 * size * size))), size, size),
+            compression=compression,
+        )
+        for start, block in scan.iter_batches(_WRITE_BLOCK):
+            data[start : start + len(block)] = block
+        detector["distance"] = meta.detector_distance_m
+        detector["x_pixel_size"] = meta.detector_pixel_size_m
+        detector["y_pixel_size"] = meta.detector_pixel_size_m
+        if scan.mask is not None:
+            detector["mask"] = np.where(scan.mask, 0, _BAD_PIXEL_BIT).astype(np.uint32)
+        out.create_group("entry_1/data_1")["data"] = h5py.SoftLink(f"/{_DETECTOR}/data")
+        source = out.create_group(_SOURCE)
+        source["energy"] = energy_ev_to_joules(meta.energy_ev)
+        source["illumination"] = scan.probe
+        translation = np.zeros((n, 3))
+        translation[:, 0] = scan.positions[:, 1] * dx
+        translation[:, 1] = scan.positions[:, 0] * dx
+        out.create_group("entry_1/sample_1/geometry_1")["translation"] = translation
+        if scan.object is not None:
+            image = out.create_group("entry_1/image_1")
+            image["data"] = scan.object
+            image["data_type"] = "object"
+            image["x_pixel_size"] = dx
+            image["y_pixel_size"] = dx
+        extras = out.create_group(_EXTRAS)
+        extras["positions_px"] = scan.positions
+        if scan.scan_index is not None:
+            extras["scan_index"] = scan.scan_index
+        if scan.patches is not None:
+            extras["patches"] = scan.patches
+        extras.attrs["metadata_json"] = json.dumps({"version": 1, "metadata": meta.to_dict()})

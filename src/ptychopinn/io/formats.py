@@ -1,0 +1,75 @@
+"""Format detection and the two entry points, :func:`read_scan` and :func:`write_scan`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .cxi import read_cxi, write_cxi
+from .errors import ScanFileError
+from .npz import read_npz, write_npz
+from .scan import Scan
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+FORMATS = ("npz", "cxi")
+_SUFFIXES = {".npz": "npz", ".cxi": "cxi", ".h5": "cxi", ".hdf5": "cxi"}
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """``"npz"`` or ``"cxi"``, from the file's first bytes (not its name).
+
+    Raises
+    ------
+    ScanFileError
+        Missing, empty or of an unknown format.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ScanFileError("no such file", source=path)
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head.startswith(_ZIP_MAGIC) or head.startswith(b"PK\x05\x06"):
+        return "npz"
+    if head == _HDF5_MAGIC:
+        return "cxi"
+    if not head:
+        raise ScanFileError("file is empty", source=path)
+    raise ScanFileError(
+        "unknown format: neither an NPZ (zip) archive nor an HDF5/CXI file", source=path
+    )
+
+
+def format_for_output(path: str | os.PathLike) -> str:
+    """Output format from a file name's suffix (``.npz``; ``.cxi``, ``.h5``, ``.hdf5``)."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise ValueError(
+            f"{os.fspath(path)}: cannot tell the format from suffix '{suffix}'; "
+            f"use one of {', '.join(sorted(_SUFFIXES))}"
+        )
+    return _SUFFIXES[suffix]
+
+
+def read_scan(path: str | os.PathLike, *, photons_per_pattern: float | None = None) -> Scan:
+    """Read a scan file of any supported format (detected from its content).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        NPZ (PtychoPINN contract) or CXI/HDF5 file.
+    photons_per_pattern : float, optional
+        For NPZ files holding normalised amplitudes: the mean photons per pattern.
+    """
+    fmt = detect_format(path)
+    if fmt == "npz":
+        return read_npz(path, photons_per_pattern=photons_per_pattern)
+    return read_cxi(path)
+
+
+def write_scan(scan: Scan, path: str | os.PathLike) -> None:
+    """Write a scan; the format follows the suffix (``.npz`` or ``.cxi``/``.h5``/``.hdf5``)."""
+    if format_for_output(path) == "npz":
+        write_npz(scan, path)
+    else:
+        write_cxi(scan, path)

@@ -1,0 +1,173 @@
+"""What a scan file holds and what is wrong with it (``ptychopinn inspect``)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+
+import h5py
+import numpy as np
+
+from .errors import ScanFileError, ScanValidationError
+from .formats import detect_format, read_scan
+from .scan import Scan
+
+
+@dataclass
+class FileReport:
+    """The result of :func:`inspect_file`.
+
+    Attributes
+    ----------
+    path : str
+    format : str or None
+        ``"npz"``, ``"cxi"`` or None when the format is unknown.
+    contents : list of (name, shape, dtype)
+        Every array in the file, read from headers only.
+    summary : list of (label, value)
+        What the scan holds, in the package's units (only when it could be read).
+    problems : list of str
+        Violations of the data contract: the file cannot be used as it is.
+    notes : list of str
+        Things worth knowing that do not stop the file from being used.
+    """
+
+    path: str
+    format: str | None = None
+    contents: list[tuple[str, tuple[int, ...], str]] = field(default_factory=list)
+    summary: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def format_text(self) -> str:
+        lines = [f"{self.path} ({self.format or 'unknown format'})"]
+        if self.contents:
+            lines.append("contents:")
+            width = max(len(name) for name, _, _ in self.contents)
+            for name, shape, dtype in self.contents:
+                lines.append(f"  {name:<{width}}  {str(shape):<20} {dtype}")
+        if self.summary:
+            lines.append("scan:")
+            width = max(len(label) for label, _ in self.summary)
+            lines.extend(f"  {label:<{width}}  {value}" for label, value in self.summary)
+        if self.notes:
+            lines.append("notes:")
+            lines.extend(f"  - {note}" for note in self.notes)
+        if self.problems:
+            lines.append("problems:")
+            lines.extend(f"  - {problem}" for problem in self.problems)
+        else:
+            lines.append("problems: none")
+        return "\n".join(lines)
+
+
+def _npz_contents(path: str) -> list[tuple[str, tuple[int, ...], str]]:
+    entries = []
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            key = name[:-4] if name.endswith(".npy") else name
+            try:
+                with archive.open(name) as handle:
+                    version = np.lib.format.read_magic(handle)
+                    reader = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = reader(handle)
+                entries.append((key, tuple(shape), str(dtype)))
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+                entries.append((key, (), f"unreadable header ({exc})"))
+    return entries
+
+
+def _hdf5_contents(path: str) -> list[tuple[str, tuple[int, ...], str]]:
+    entries: list[tuple[str, tuple[int, ...], str]] = []
+
+    def visit(name: str, item) -> None:
+        if isinstance(item, h5py.Dataset):
+            entries.append(("/" + name, tuple(item.shape), str(item.dtype)))
+
+    with h5py.File(path, "r") as handle:
+        handle.visititems(visit)
+    return entries
+
+
+def _fmt(value: float | None, unit: str = "", spec: str = ".4g") -> str:
+    return "unknown" if value is None else f"{value:{spec}}{unit}"
+
+
+def _summarise(scan: Scan, report: FileReport) -> None:
+    totals = scan.total_counts()
+    n, size = scan.n_patterns, scan.pattern_size
+    meta = scan.metadata
+    pos = scan.positions
+    report.summary += [
+        ("patterns", f"{n} x {size} x {size} (counts, float32{', read lazily' if scan.is_lazy else ''})"),
+        ("counts per pattern", f"mean {totals.mean():.6g}, min {totals.min():.6g}, max {totals.max():.6g}"),
+        ("probe", f"{scan.probe_modes.shape[0]} mode(s) of {size} x {size}, power sum|P|^2 = "
+                  f"{float(np.sum(np.abs(scan.probe_modes) ** 2)):.6g}"),
+        ("positions (y, x)", f"y {pos[:, 0].min():.2f}..{pos[:, 0].max():.2f}, "
+                             f"x {pos[:, 1].min():.2f}..{pos[:, 1].max():.2f} object pixels"),
+        ("object", "none" if scan.object is None else f"{scan.object.shape[0]} x {scan.object.shape[1]} complex"),
+        ("detector mask", "none" if scan.mask is None else f"{int((~scan.mask).sum())} masked pixel(s)"),
+        ("energy", _fmt(meta.energy_ev, " eV")),
+        ("wavelength", _fmt(meta.wavelength_m, " m")),
+        ("detector distance", _fmt(meta.detector_distance_m, " m")),
+        ("detector pixel", _fmt(meta.detector_pixel_size_m, " m")),
+        ("object pixel", _fmt(scan.pixel_size_m(), " m")),
+        ("photons per pattern (nominal)", _fmt(meta.photons_per_pattern)),
+    ]
+    if n > 1:
+        from scipy.spatial import cKDTree
+
+        distances, _ = cKDTree(pos).query(pos, k=2)
+        nearest = distances[:, 1]
+        report.summary.append(("nearest-neighbour step", f"median {np.median(nearest):.3f} pixels"))
+        duplicates = int((nearest < 1e-9).sum())
+        if duplicates:
+            report.notes.append(f"{duplicates} pattern(s) share their position with another one")
+    power = float(np.sum(np.abs(scan.probe_modes) ** 2))
+    ratio = power / totals.mean() if totals.mean() > 0 else float("inf")
+    if not 0.5 <= ratio <= 2.0:
+        report.notes.append(
+            f"probe power is {ratio:.3g} x the mean counts per pattern; the forward model "
+            "expects them to match for a weakly absorbing object (the probe is not calibrated)"
+        )
+    if (totals == 0).any():
+        report.notes.append(f"{int((totals == 0).sum())} pattern(s) hold no counts at all")
+
+
+def inspect_file(path: str | os.PathLike, *, photons_per_pattern: float | None = None) -> FileReport:
+    """Report what a scan file holds and every problem found; never raises for bad data.
+
+    Reads every pattern (block by block for large HDF5 files) to check the values.
+    """
+    path = os.fspath(path)
+    report = FileReport(path=path)
+    try:
+        report.format = detect_format(path)
+    except ScanFileError as exc:
+        report.problems.append(exc.reason)
+        return report
+    try:
+        report.contents = _npz_contents(path) if report.format == "npz" else _hdf5_contents(path)
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
+        report.problems.append(f"cannot list contents ({exc}); is the file truncated?")
+        return report
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            scan = read_scan(path, photons_per_pattern=photons_per_pattern)
+            scan.validate(full=True)
+            _summarise(scan, report)
+        except (ScanFileError, ScanValidationError) as exc:
+            report.problems.append(str(exc).removeprefix(f"{path}: "))
+    report.notes.extend(str(w.message).removeprefix(f"{path}: ") for w in caught)
+    return report

@@ -1,0 +1,106 @@
+"""Lazily read diffraction data: slices come off the disk on demand, never the whole file."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .errors import ScanFileError, ScanValidationError
+from .scan import check_intensities
+
+
+class HDF5Patterns:
+    """Diffraction patterns ``(n, N, N)`` in an HDF5 dataset, read slice by slice.
+
+    Each read returns float32 photon counts and is checked (finite, non-negative) before it
+    is handed out, so a corrupt block is reported with the file, the dataset and the pattern
+    index instead of propagating NaNs. The file is opened on first use in each process (so
+    the object can be passed to data-loader workers) and kept open until :meth:`close`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The HDF5 file.
+    key : str
+        Dataset path inside the file.
+    """
+
+    def __init__(self, path: str | os.PathLike, key: str):
+        self.path = os.fspath(path)
+        self.key = key
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        dataset = self._dataset()
+        if dataset.ndim != 3:
+            raise ScanValidationError(f"shape {dataset.shape} is not (n, N, N)", source=self.path, key=key)
+        if dataset.dtype.kind not in "biuf":
+            raise ScanValidationError(
+                f"dtype {dataset.dtype} is not real numeric", source=self.path, key=key
+            )
+        self.shape: tuple[int, int, int] = tuple(int(s) for s in dataset.shape)
+        self.dtype = np.dtype(np.float32)
+
+    def _dataset(self) -> h5py.Dataset:
+        if self._file is None or self._pid != os.getpid():
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as exc:
+                raise ScanFileError(f"cannot open as HDF5 ({exc})", source=self.path) from None
+            self._pid = os.getpid()
+        try:
+            return self._file[self.key]
+        except KeyError:
+            raise ScanValidationError("dataset is missing", source=self.path, key=self.key) from None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        dataset = self._dataset()
+        first = 0
+        try:
+            if isinstance(index, slice):
+                first = index.indices(self.shape[0])[0]
+                block = dataset[index]
+            elif isinstance(index, (int, np.integer)):
+                first = int(index) % self.shape[0]
+                block = dataset[int(index)][None]
+            else:
+                # h5py needs increasing unique indices: read sorted, then restore the order.
+                wanted = np.asarray(index).reshape(-1)
+                if wanted.dtype == bool:
+                    wanted = np.flatnonzero(wanted)
+                wanted = np.where(wanted < 0, wanted + self.shape[0], wanted)
+                unique, inverse = np.unique(wanted, return_inverse=True)
+                block = dataset[unique][inverse] if unique.size else np.empty((0, *self.shape[1:]))
+        except (OSError, ValueError, IndexError) as exc:
+            raise ScanFileError(
+                f"cannot read patterns {index!r} ({exc}); is the file truncated?",
+                source=self.path,
+                key=self.key,
+            ) from None
+        block = np.asarray(block)
+        check_intensities(block, source=self.path, key=self.key, first_index=first)
+        block = block.astype(np.float32, copy=False)
+        return block[0] if isinstance(index, (int, np.integer)) else block
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        data = self[:]
+        return data if dtype is None else data.astype(dtype)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_file"] = None
+        state["_pid"] = None
+        return state
+
+    def __repr__(self) -> str:
+        return f"HDF5Patterns({self.path!r}, {self.key!r}, shape={self.shape})"

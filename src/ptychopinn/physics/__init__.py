@@ -1,0 +1,48 @@
+"""Physics operators in torch: batched, differentiable, on CPU and GPU (physics.md).
+
+Depends on nothing else in the package.
+"""
+
+from .forward import (
+    amplitude_mae,
+    as_probe_modes,
+    diffraction_intensity,
+    exit_waves,
+    poisson_nll,
+)
+from .overlap import (
+    disk_weight,
+    enforce_overlap,
+    extract_from_region,
+    merge_patches,
+    probe_weight,
+    region_size,
+)
+from .propagation import far_field, far_field_inverse, fresnel_propagate, fresnel_transfer_function
+from .stitching import PatchStitcher, StitchedObject, canvas_shape, stitch_patches
+from .translation import extract_patches, scatter_patches, translate
+
+__all__ = [
+    "PatchStitcher",
+    "StitchedObject",
+    "amplitude_mae",
+    "as_probe_modes",
+    "canvas_shape",
+    "diffraction_intensity",
+    "disk_weight",
+    "enforce_overlap",
+    "exit_waves",
+    "extract_from_region",
+    "extract_patches",
+    "far_field",
+    "far_field_inverse",
+    "fresnel_propagate",
+    "fresnel_transfer_function",
+    "merge_patches",
+    "poisson_nll",
+    "probe_weight",
+    "region_size",
+    "scatter_patches",
+    "stitch_patches",
+    "translate",
+]
