@@ -117,8 +117,10 @@ def natural_image(shape: tuple[int, int], rng: np.random.Generator, name: str | 
     crop_w = min(image.shape[1], max(1, int(crop_h * aspect)))
     y0 = int(rng.integers(0, image.shape[0] - crop_h + 1))
     x0 = int(rng.integers(0, image.shape[1] - crop_w + 1))
-    window = image[y0 : y0 + crop_h, x0 : x0 + crop_w]
-    return _normalise(resize(window, shape, order=1, anti_aliasing=True))
+    window = resize(image[y0 : y0 + crop_h, x0 : x0 + crop_w], shape, order=1, anti_aliasing=True)
+    # stretch the 1st..99th percentiles to [0, 1] so a few extreme pixels don't flatten the map
+    low, high = np.percentile(window, [1, 99])
+    return _normalise(np.clip(window, low, high))
 
 
 def _natural_pair(shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,1 @@
+"""The ``ptychopinn`` command line; it parses arguments and calls :mod:`ptychopinn.workflows`."""

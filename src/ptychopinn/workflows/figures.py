@@ -1,0 +1,56 @@
+"""Pictures of scans for people: object, probe, a diffraction pattern, the trajectory."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..io import Scan, atomic_path  # noqa: E402
+
+
+def _panel(fig, ax, image: np.ndarray, title: str, cmap: str, label: str) -> None:
+    shown = ax.imshow(image, cmap=cmap, interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label=label)
+
+
+def plot_scan_overview(scan: Scan, path: str | os.PathLike, title: str | None = None) -> None:
+    """Save a 2 x 3 overview of a scan as PNG (atomically).
+
+    Panels: object amplitude and phase (if the scan has an object) with the scan positions,
+    probe amplitude and phase, the first diffraction pattern (log counts) and the mean pattern.
+    """
+    fig, axes = plt.subplots(2, 3, figsize=(13, 8))
+    if scan.object is not None:
+        _panel(fig, axes[0, 0], np.abs(scan.object), "object amplitude", "gray", "amplitude")
+        _panel(fig, axes[1, 0], np.angle(scan.object), "object phase", "twilight", "rad")
+        axes[0, 0].plot(scan.positions[:, 1], scan.positions[:, 0], ".", color="tab:orange", ms=2)
+    else:
+        axes[0, 0].plot(scan.positions[:, 1], scan.positions[:, 0], ".", ms=2)
+        axes[0, 0].invert_yaxis()
+        axes[0, 0].set_aspect("equal")
+        axes[0, 0].set_title("scan positions (object pixels)", fontsize=10)
+        axes[1, 0].axis("off")
+    probe = scan.probe_modes[0]
+    _panel(fig, axes[0, 1], np.abs(probe), "probe amplitude", "viridis", "sqrt(counts)")
+    _panel(fig, axes[1, 1], np.angle(probe), "probe phase", "twilight", "rad")
+    first = scan.get_patterns(0)
+    _panel(fig, axes[0, 2], np.log10(first + 1), "pattern 0, log10(counts + 1)", "magma", "log10")
+    mean = np.zeros_like(first, dtype=np.float64)
+    for _, block in scan.iter_batches(4096):
+        mean += block.sum(axis=0, dtype=np.float64)
+    mean /= scan.n_patterns
+    _panel(fig, axes[1, 2], np.log10(mean + 1), "mean pattern, log10(counts + 1)", "magma", "log10")
+    fig.suptitle(title or f"{scan.source}: {scan.n_patterns} patterns of {scan.pattern_size}^2")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
