@@ -32,7 +32,7 @@ from .lazy import HDF5Patterns
 from .scan import Scan, ScanMetadata
 
 CXI_VERSION = 160
-DATA_KEYS = ("entry_1/data_1/data", "entry_1/instrument_1/detector_1/data")
+DATA_KEYS = ("entry_1/instrument_1/detector_1/data", "entry_1/data_1/data")
 PROBE_KEYS = ("entry_1/instrument_1/source_1/illumination", "entry_1/instrument_1/source_1/probe")
 _DETECTOR = "entry_1/instrument_1/detector_1"
 _SOURCE = "entry_1/instrument_1/source_1"
@@ -50,7 +50,9 @@ def _scalar(handle: h5py.File, key: str, path: str) -> float | None:
     except (TypeError, ValueError, IndexError) as exc:
         raise ScanValidationError(f"is not a number ({exc})", source=path, key=key) from None
     if not (np.isfinite(value) and value > 0):
-        raise ScanValidationError(f"must be a finite positive number, got {value!r}", source=path, key=key)
+        raise ScanValidationError(
+            f"must be a finite positive number, got {value!r}", source=path, key=key
+        )
     return value
 
 
@@ -90,7 +92,9 @@ def read_cxi(path: str | os.PathLike) -> Scan:
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:
-        raise ScanFileError(f"not a readable HDF5 file ({exc}); is it truncated?", source=path) from None
+        raise ScanFileError(
+            f"not a readable HDF5 file ({exc}); is it truncated?", source=path
+        ) from None
     try:
         with handle:
             return _read_open_cxi(handle, path)
@@ -182,13 +186,21 @@ def _read_open_cxi(handle: h5py.File, path: str) -> Scan:
     if f"{_DETECTOR}/mask" in handle:
         bits = np.asarray(handle[f"{_DETECTOR}/mask"][()])
         if bits.dtype.kind not in "biu":
-            raise ScanValidationError(f"dtype {bits.dtype} is not integer bit flags", source=path, key=f"{_DETECTOR}/mask")
+            raise ScanValidationError(
+                f"dtype {bits.dtype} is not integer bit flags", source=path, key=f"{_DETECTOR}/mask"
+            )
         mask = (bits.astype(np.int64) & _BAD_PIXEL_BIT) == 0
 
     object_key = _find_image(handle, "object")
     obj = np.asarray(handle[object_key][()]) if object_key else None
-    scan_index = np.asarray(handle[f"{_EXTRAS}/scan_index"][()]) if f"{_EXTRAS}/scan_index" in handle else None
-    patches = np.asarray(handle[f"{_EXTRAS}/patches"][()]) if f"{_EXTRAS}/patches" in handle else None
+    scan_index = (
+        np.asarray(handle[f"{_EXTRAS}/scan_index"][()])
+        if f"{_EXTRAS}/scan_index" in handle
+        else None
+    )
+    patches = (
+        np.asarray(handle[f"{_EXTRAS}/patches"][()]) if f"{_EXTRAS}/patches" in handle else None
+    )
     if positions.shape[0] != n:
         raise ScanValidationError(
             f"{positions.shape[0]} positions for {n} patterns", source=path, key=_TRANSLATION

@@ -109,14 +109,34 @@ def _summarise(scan: Scan, report: FileReport) -> None:
     meta = scan.metadata
     pos = scan.positions
     report.summary += [
-        ("patterns", f"{n} x {size} x {size} (counts, float32{', read lazily' if scan.is_lazy else ''})"),
-        ("counts per pattern", f"mean {totals.mean():.6g}, min {totals.min():.6g}, max {totals.max():.6g}"),
-        ("probe", f"{scan.probe_modes.shape[0]} mode(s) of {size} x {size}, power sum|P|^2 = "
-                  f"{float(np.sum(np.abs(scan.probe_modes) ** 2)):.6g}"),
-        ("positions (y, x)", f"y {pos[:, 0].min():.2f}..{pos[:, 0].max():.2f}, "
-                             f"x {pos[:, 1].min():.2f}..{pos[:, 1].max():.2f} object pixels"),
-        ("object", "none" if scan.object is None else f"{scan.object.shape[0]} x {scan.object.shape[1]} complex"),
-        ("detector mask", "none" if scan.mask is None else f"{int((~scan.mask).sum())} masked pixel(s)"),
+        (
+            "patterns",
+            f"{n} x {size} x {size} (counts, float32{', read lazily' if scan.is_lazy else ''})",
+        ),
+        (
+            "counts per pattern",
+            f"mean {totals.mean():.6g}, min {totals.min():.6g}, max {totals.max():.6g}",
+        ),
+        (
+            "probe",
+            f"{scan.probe_modes.shape[0]} mode(s) of {size} x {size}, power sum|P|^2 = "
+            f"{float(np.sum(np.abs(scan.probe_modes) ** 2)):.6g}",
+        ),
+        (
+            "positions (y, x)",
+            f"y {pos[:, 0].min():.2f}..{pos[:, 0].max():.2f}, "
+            f"x {pos[:, 1].min():.2f}..{pos[:, 1].max():.2f} object pixels",
+        ),
+        (
+            "object",
+            "none"
+            if scan.object is None
+            else f"{scan.object.shape[0]} x {scan.object.shape[1]} complex",
+        ),
+        (
+            "detector mask",
+            "none" if scan.mask is None else f"{int((~scan.mask).sum())} masked pixel(s)",
+        ),
         ("energy", _fmt(meta.energy_ev, " eV")),
         ("wavelength", _fmt(meta.wavelength_m, " m")),
         ("detector distance", _fmt(meta.detector_distance_m, " m")),
@@ -144,7 +164,9 @@ def _summarise(scan: Scan, report: FileReport) -> None:
         report.notes.append(f"{int((totals == 0).sum())} pattern(s) hold no counts at all")
 
 
-def inspect_file(path: str | os.PathLike, *, photons_per_pattern: float | None = None) -> FileReport:
+def inspect_file(
+    path: str | os.PathLike, *, photons_per_pattern: float | None = None
+) -> FileReport:
     """Report what a scan file holds and every problem found; never raises for bad data.
 
     Reads every pattern (block by block for large HDF5 files) to check the values.

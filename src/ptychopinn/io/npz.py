@@ -154,9 +154,13 @@ def _load_key(archive: Any, key: str, path: str) -> np.ndarray:
     try:
         return archive[key]
     except ValueError as exc:
-        raise ScanValidationError(f"cannot be read without pickle ({exc})", source=path, key=key) from None
+        raise ScanValidationError(
+            f"cannot be read without pickle ({exc})", source=path, key=key
+        ) from None
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise ScanFileError(f"cannot read this key ({exc}); is the file truncated?", source=path, key=key) from None
+        raise ScanFileError(
+            f"cannot read this key ({exc}); is the file truncated?", source=path, key=key
+        ) from None
 
 
 def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = None) -> Scan:
@@ -191,7 +195,9 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise ScanFileError(f"not a readable NPZ archive ({exc})", source=path) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ScanFileError("holds a single .npy array, not an NPZ archive of named keys", source=path)
+        raise ScanFileError(
+            "holds a single .npy array, not an NPZ archive of named keys", source=path
+        )
     with archive:
         keys = set(archive.files)
         meta_json = _read_metadata_json(path, archive.zip)
@@ -199,7 +205,8 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
         diff_key = next((k for k in DIFFRACTION_KEYS if k in keys), None)
         if diff_key is None:
             raise ScanValidationError(
-                f"no diffraction data: expected key 'diffraction' or 'diff3d' (found: {sorted(keys)})",
+                "no diffraction data: expected key 'diffraction' or 'diff3d' "
+                f"(found: {sorted(keys)})",
                 source=path,
             )
         x_key, y_key = "xcoords", "ycoords"
@@ -207,7 +214,9 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
             x_key, y_key = "xcoords_start", "ycoords_start"
         for key in (x_key, y_key, "probeGuess"):
             if key not in keys:
-                raise ScanValidationError(f"required key is missing (found: {sorted(keys)})", source=path, key=key)
+                raise ScanValidationError(
+                    f"required key is missing (found: {sorted(keys)})", source=path, key=key
+                )
 
         xs = np.asarray(_load_key(archive, x_key, path))
         ys = np.asarray(_load_key(archive, y_key, path))
@@ -222,19 +231,27 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
             )
         for key, coords in ((x_key, xs), (y_key, ys)):
             if coords.dtype.kind not in "biuf":
-                raise ScanValidationError(f"dtype {coords.dtype} is not real numeric", source=path, key=key)
+                raise ScanValidationError(
+                    f"dtype {coords.dtype} is not real numeric", source=path, key=key
+                )
         n = xs.shape[0]
 
         amplitude = _load_key(archive, diff_key, path)
         if amplitude.dtype.kind not in "biuf":
-            raise ScanValidationError(f"dtype {amplitude.dtype} is not real numeric", source=path, key=diff_key)
+            raise ScanValidationError(
+                f"dtype {amplitude.dtype} is not real numeric", source=path, key=diff_key
+            )
         amplitude = _pattern_first(amplitude, n, path=path, key=diff_key)
         check_intensities(amplitude, source=path, key=diff_key)
         intensity = np.square(amplitude, dtype=np.float64)  # float64: uint16 squares overflow
         if amplitudes_are_counts(intensity):
             counts = np.rint(intensity)
         else:
-            photons = photons_per_pattern if photons_per_pattern is not None else _photons_from_metadata(meta_json)
+            photons = (
+                photons_per_pattern
+                if photons_per_pattern is not None
+                else _photons_from_metadata(meta_json)
+            )
             if photons is None:
                 raise ScanValidationError(
                     "amplitudes are normalised (their squares are not whole photon counts) and "
@@ -244,10 +261,14 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
                     key=diff_key,
                 )
             if not (np.isfinite(photons) and photons > 0):
-                raise ScanValidationError(f"photons per pattern must be positive, got {photons!r}", source=path)
+                raise ScanValidationError(
+                    f"photons per pattern must be positive, got {photons!r}", source=path
+                )
             mean_total = intensity.sum(axis=(1, 2)).mean()
             if not mean_total > 0:
-                raise ScanValidationError("all diffraction data are zero", source=path, key=diff_key)
+                raise ScanValidationError(
+                    "all diffraction data are zero", source=path, key=diff_key
+                )
             counts = intensity * (photons / mean_total)
         counts = counts.astype(np.float32)
 
@@ -255,7 +276,11 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
         obj = None
         if "objectGuess" in keys:
             obj = _squeeze_trailing(np.asarray(_load_key(archive, "objectGuess", path)), 2)
-        scan_index = _squeeze_trailing(np.asarray(_load_key(archive, "scan_index", path)), 1) if "scan_index" in keys else None
+        scan_index = (
+            _squeeze_trailing(np.asarray(_load_key(archive, "scan_index", path)), 1)
+            if "scan_index" in keys
+            else None
+        )
         patches = None
         if "Y" in keys:
             y_patches = _squeeze_trailing(np.asarray(_load_key(archive, "Y", path)), 3)
@@ -266,12 +291,20 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
                     f"{path}: 'Y' of shape {y_patches.shape} holds grouped patches; not loaded",
                     stacklevel=2,
                 )
-        mask = np.asarray(_load_key(archive, "detector_mask", path)) if "detector_mask" in keys else None
+        mask = (
+            np.asarray(_load_key(archive, "detector_mask", path))
+            if "detector_mask" in keys
+            else None
+        )
 
     ours = (meta_json or {}).get("ptychopinn", {}) if isinstance(meta_json, dict) else {}
     meta_values = dict(ours.get("metadata", {})) if isinstance(ours, dict) else {}
     if meta_values.get("photons_per_pattern") is None:
-        nominal = photons_per_pattern if photons_per_pattern is not None else _photons_from_metadata(meta_json)
+        nominal = (
+            photons_per_pattern
+            if photons_per_pattern is not None
+            else _photons_from_metadata(meta_json)
+        )
         meta_values["photons_per_pattern"] = nominal
     metadata = ScanMetadata.from_dict(meta_values, source=path)
     return Scan(
@@ -301,7 +334,11 @@ def write_npz(scan: Scan, path: str | os.PathLike) -> None:
     totals = counts.sum(axis=(1, 2), dtype=np.float64)
     meta = {
         "physics_parameters": {"nphotons": float(totals.mean())},
-        "ptychopinn": {"format": "ptychopinn-npz", "version": 1, "metadata": scan.metadata.to_dict()},
+        "ptychopinn": {
+            "format": "ptychopinn-npz",
+            "version": 1,
+            "metadata": scan.metadata.to_dict(),
+        },
     }
     arrays: dict[str, np.ndarray] = {
         "diffraction": amplitude,
@@ -309,7 +346,9 @@ def write_npz(scan: Scan, path: str | os.PathLike) -> None:
         "probeGuess": scan.probe if scan.probe.ndim == 2 else scan.probe_modes,
         "xcoords": scan.positions[:, 1].copy(),
         "ycoords": scan.positions[:, 0].copy(),
-        "scan_index": scan.scan_index if scan.scan_index is not None else np.zeros(scan.n_patterns, np.int64),
+        "scan_index": scan.scan_index
+        if scan.scan_index is not None
+        else np.zeros(scan.n_patterns, np.int64),
         _METADATA_KEY: np.array(json.dumps(meta), dtype=object),
     }
     if scan.object is not None:

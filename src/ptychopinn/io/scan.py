@@ -150,15 +150,15 @@ def _require_numeric(array: np.ndarray, *, key: str, source: str | None, complex
     kinds = "biufc" if complex_ok else "biuf"
     if array.dtype.kind not in kinds:
         expected = "numeric" if complex_ok else "real numeric"
-        raise ScanValidationError(
-            f"dtype {array.dtype} is not {expected}", source=source, key=key
-        )
+        raise ScanValidationError(f"dtype {array.dtype} is not {expected}", source=source, key=key)
 
 
 def _require_finite(array: np.ndarray, *, key: str, source: str | None) -> None:
     if array.dtype.kind in "fc" and not np.isfinite(array).all():
         count = int((~np.isfinite(array)).sum())
-        raise ScanValidationError(f"{count} non-finite value(s) (NaN or inf)", source=source, key=key)
+        raise ScanValidationError(
+            f"{count} non-finite value(s) (NaN or inf)", source=source, key=key
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -208,7 +208,9 @@ class Scan:
             )
         n, height, width = shape
         if n == 0:
-            raise ScanValidationError("the scan holds no patterns (n = 0)", source=src, key="diffraction")
+            raise ScanValidationError(
+                "the scan holds no patterns (n = 0)", source=src, key="diffraction"
+            )
         if height != width:
             raise ScanValidationError(
                 f"patterns must be square, got {height} x {width}", source=src, key="diffraction"
@@ -256,7 +258,9 @@ class Scan:
             obj = np.asarray(self.object)
             _require_numeric(obj, key="object", source=src, complex_ok=True)
             if obj.ndim != 2:
-                raise ScanValidationError(f"shape {obj.shape} is not (H, W)", source=src, key="object")
+                raise ScanValidationError(
+                    f"shape {obj.shape} is not (H, W)", source=src, key="object"
+                )
             _require_finite(obj, key="object", source=src)
             obj = obj.astype(np.complex64)
             self._check_positions_inside(obj.shape, positions, size)
@@ -272,7 +276,9 @@ class Scan:
                 )
             if mask.dtype.kind not in "biu":
                 raise ScanValidationError(
-                    f"dtype {mask.dtype} is not boolean (True = valid pixel)", source=src, key="mask"
+                    f"dtype {mask.dtype} is not boolean (True = valid pixel)",
+                    source=src,
+                    key="mask",
                 )
             mask = mask.astype(bool)
             if not mask.any():
@@ -307,12 +313,16 @@ class Scan:
             )
         self.metadata.validate(source=src)
 
-    def _check_positions_inside(self, object_shape: tuple[int, int], positions: np.ndarray, size: int) -> None:
+    def _check_positions_inside(
+        self, object_shape: tuple[int, int], positions: np.ndarray, size: int
+    ) -> None:
         half = size // 2
         low = positions - half
         high = positions + half
         limit = np.array(object_shape, dtype=np.float64)
-        outside = (low < -_POSITION_TOLERANCE).any(axis=1) | (high > limit + _POSITION_TOLERANCE).any(axis=1)
+        outside = (low < -_POSITION_TOLERANCE).any(axis=1) | (
+            high > limit + _POSITION_TOLERANCE
+        ).any(axis=1)
         if outside.any():
             k = int(np.argmax(outside))
             raise ScanValidationError(
@@ -351,7 +361,10 @@ class Scan:
         if None in (meta.energy_ev, meta.detector_distance_m, meta.detector_pixel_size_m):
             return None
         return object_pixel_size_m(
-            meta.wavelength_m, meta.detector_distance_m, self.pattern_size, meta.detector_pixel_size_m
+            meta.wavelength_m,
+            meta.detector_distance_m,
+            self.pattern_size,
+            meta.detector_pixel_size_m,
         )
 
     # -- data access ------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The ptychographic forward model and its data-fidelity losses (physics.md, "Forward model").
 
-    psi_k    = P * O_k                              (exit wave)
-    lambda_k = sum_m | fftshift(FFT_ortho(P_m O_k)) |^2   (expected photon counts)
+psi_k    = P * O_k                              (exit wave)
+lambda_k = sum_m | fftshift(FFT_ortho(P_m O_k)) |^2   (expected photon counts)
 """
 
 from __future__ import annotations

@@ -97,7 +97,9 @@ def merge_patches(
     canvas_positions = offsets + centre
     w = weight.to(device=patches.device, dtype=patches.real.dtype)
     numerator = scatter_patches(patches * w, canvas_positions, (size, size))
-    denominator = scatter_patches(w.expand(patches.shape).contiguous(), canvas_positions, (size, size))
+    denominator = scatter_patches(
+        w.expand(patches.shape).contiguous(), canvas_positions, (size, size)
+    )
     covered = denominator > threshold
     # where() on a safe denominator keeps gradients finite in the uncovered pixels.
     safe = torch.where(covered, denominator, torch.ones_like(denominator))
@@ -105,7 +107,9 @@ def merge_patches(
     return region, denominator
 
 
-def extract_from_region(region: torch.Tensor, offsets: torch.Tensor, patch_size: int) -> torch.Tensor:
+def extract_from_region(
+    region: torch.Tensor, offsets: torch.Tensor, patch_size: int
+) -> torch.Tensor:
     """Cut each group's patches back out of its merged region (inverse of :func:`merge_patches`).
 
     Parameters

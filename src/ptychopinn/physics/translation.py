@@ -62,9 +62,9 @@ def _bilinear_indices(
         valid = ((rows >= 0) & (rows < height))[..., :, None] & ((cols >= 0) & (cols < width))[
             ..., None, :
         ]
-        flat = rows.clamp(0, height - 1)[..., :, None] * width + cols.clamp(0, width - 1)[
-            ..., None, :
-        ]
+        flat = (
+            rows.clamp(0, height - 1)[..., :, None] * width + cols.clamp(0, width - 1)[..., None, :]
+        )
         weight = (fy if dy else 1 - fy) * (fx if dx else 1 - fx)
         yield flat + image_offset, weight * valid.to(real_dtype)
 

@@ -3,9 +3,22 @@
 Everything random is fixed by one seed (:attr:`SimulationConfig.seed`).
 """
 
-from .objects import OBJECT_KINDS, dead_leaves, gaussian_random_field, make_object, natural_image, random_lines
+from .objects import (
+    OBJECT_KINDS,
+    dead_leaves,
+    gaussian_random_field,
+    make_object,
+    natural_image,
+    random_lines,
+)
 from .probes import PROBE_KINDS, focused_probe, gaussian_probe, probe_from_file
-from .scans import SCAN_KINDS, fermat_spiral_positions, make_positions, random_positions, raster_positions
+from .scans import (
+    SCAN_KINDS,
+    fermat_spiral_positions,
+    make_positions,
+    random_positions,
+    raster_positions,
+)
 from .simulator import SimulationConfig, beamstop_mask, make_probe, simulate_scan
 
 __all__ = [

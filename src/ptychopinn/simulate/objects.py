@@ -29,8 +29,12 @@ def _normalise(values: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low)
 
 
-def random_lines(shape: tuple[int, int], rng: np.random.Generator, n_lines: int | None = None,
-                 blur_px: float = 1.0) -> np.ndarray:
+def random_lines(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    n_lines: int | None = None,
+    blur_px: float = 1.0,
+) -> np.ndarray:
     """Random anti-aliased line segments of random brightness, lightly blurred; in ``[0, 1]``.
 
     Parameters
@@ -54,14 +58,17 @@ def random_lines(shape: tuple[int, int], rng: np.random.Generator, n_lines: int 
     ends = starts + lengths[:, None] * np.stack([np.sin(angles), np.cos(angles)], axis=1)
     ends = np.clip(ends, 0, (height - 1, width - 1))
     brightness = rng.uniform(0.3, 1.0, size=n_lines)
-    for (r0, c0), (r1, c1), value in zip(starts.astype(int), ends.astype(int), brightness, strict=True):
+    for (r0, c0), (r1, c1), value in zip(
+        starts.astype(int), ends.astype(int), brightness, strict=True
+    ):
         rr, cc, aa = line_aa(r0, c0, r1, c1)
         np.maximum.at(canvas, (rr, cc), aa * value)
     return _normalise(ndimage.gaussian_filter(canvas, blur_px))
 
 
-def gaussian_random_field(shape: tuple[int, int], rng: np.random.Generator,
-                          correlation_px: float = 4.0) -> np.ndarray:
+def gaussian_random_field(
+    shape: tuple[int, int], rng: np.random.Generator, correlation_px: float = 4.0
+) -> np.ndarray:
     """Gaussian random field with a Gaussian correlation of ``correlation_px``; in ``[0, 1]``."""
     noise = rng.standard_normal(shape)
     fy = np.fft.fftfreq(shape[0])[:, None]
@@ -70,8 +77,13 @@ def gaussian_random_field(shape: tuple[int, int], rng: np.random.Generator,
     return _normalise(np.fft.ifft2(np.fft.fft2(noise) * spectrum).real)
 
 
-def dead_leaves(shape: tuple[int, int], rng: np.random.Generator, n_leaves: int | None = None,
-                radius_range: tuple[float, float] = (2.0, 30.0), blur_px: float = 0.7) -> np.ndarray:
+def dead_leaves(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    n_leaves: int | None = None,
+    radius_range: tuple[float, float] = (2.0, 30.0),
+    blur_px: float = 0.7,
+) -> np.ndarray:
     """Dead-leaves model: occluding disks with power-law radii (scale-invariant); in ``[0, 1]``.
 
     Radii follow ``p(r) ~ r^-3`` between ``radius_range``; later disks hide earlier ones.
@@ -95,7 +107,9 @@ def dead_leaves(shape: tuple[int, int], rng: np.random.Generator, n_leaves: int 
     return _normalise(ndimage.gaussian_filter(canvas, blur_px))
 
 
-def natural_image(shape: tuple[int, int], rng: np.random.Generator, name: str | None = None) -> np.ndarray:
+def natural_image(
+    shape: tuple[int, int], rng: np.random.Generator, name: str | None = None
+) -> np.ndarray:
     """A grey-scale natural image shipped with scikit-image, randomly cropped and resized.
 
     Parameters
@@ -108,7 +122,9 @@ def natural_image(shape: tuple[int, int], rng: np.random.Generator, name: str | 
 
     name = name if name is not None else str(rng.choice(_NATURAL_IMAGES))
     if name not in _NATURAL_IMAGES:
-        raise ValueError(f"unknown natural image '{name}'; choose from {', '.join(_NATURAL_IMAGES)}")
+        raise ValueError(
+            f"unknown natural image '{name}'; choose from {', '.join(_NATURAL_IMAGES)}"
+        )
     image = np.asarray(getattr(skimage.data, name)(), dtype=np.float64)
     # crop a random window with the target's aspect ratio, at least half the image
     aspect = shape[1] / shape[0]
@@ -123,10 +139,14 @@ def natural_image(shape: tuple[int, int], rng: np.random.Generator, name: str | 
     return _normalise(np.clip(window, low, high))
 
 
-def _natural_pair(shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _natural_pair(
+    shape: tuple[int, int], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     first, second = rng.choice(len(_NATURAL_IMAGES), size=2, replace=False)
-    return (natural_image(shape, rng, _NATURAL_IMAGES[first]),
-            natural_image(shape, rng, _NATURAL_IMAGES[second]))
+    return (
+        natural_image(shape, rng, _NATURAL_IMAGES[first]),
+        natural_image(shape, rng, _NATURAL_IMAGES[second]),
+    )
 
 
 _GENERATORS: dict[str, Callable[[tuple[int, int], np.random.Generator], np.ndarray]] = {
@@ -136,8 +156,14 @@ _GENERATORS: dict[str, Callable[[tuple[int, int], np.random.Generator], np.ndarr
 }
 
 
-def make_object(kind: str, shape: tuple[int, int], rng: np.random.Generator, *,
-                phase_range: float = np.pi, amplitude_min: float = 0.5) -> np.ndarray:
+def make_object(
+    kind: str,
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    *,
+    phase_range: float = np.pi,
+    amplitude_min: float = 0.5,
+) -> np.ndarray:
     """A complex object of a given kind; amplitude and phase come from independent maps.
 
     Parameters

@@ -22,9 +22,15 @@ def _unit_power(probe: np.ndarray) -> np.ndarray:
     return (probe / np.sqrt(power)).astype(np.complex64)
 
 
-def focused_probe(size: int, wavelength_m: float, pixel_size_m: float, *,
-                  aperture_fraction: float = 0.5, diameter_fraction: float = 1 / 3,
-                  defocus_m: float | None = None) -> np.ndarray:
+def focused_probe(
+    size: int,
+    wavelength_m: float,
+    pixel_size_m: float,
+    *,
+    aperture_fraction: float = 0.5,
+    diameter_fraction: float = 1 / 3,
+    defocus_m: float | None = None,
+) -> np.ndarray:
     """A lens-focused probe, defocused by Fresnel propagation (a typical X-ray probe).
 
     The pupil is a soft-edged disk in the far field whose radius is ``aperture_fraction`` of
@@ -68,7 +74,9 @@ def focused_probe(size: int, wavelength_m: float, pixel_size_m: float, *,
     return _unit_power(field)
 
 
-def gaussian_probe(size: int, *, sigma_px: float | None = None, curvature: float = 0.0) -> np.ndarray:
+def gaussian_probe(
+    size: int, *, sigma_px: float | None = None, curvature: float = 0.0
+) -> np.ndarray:
     """A Gaussian probe ``exp(-r^2 / (2 sigma^2)) * exp(i curvature r^2)``, unit power.
 
     Parameters
@@ -107,7 +115,9 @@ def probe_from_file(path: str | os.PathLike, size: int | None = None) -> np.ndar
         try:
             loaded = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise ScanFileError(f"no probe could be read ({scan_error}; {exc})", source=path) from None
+            raise ScanFileError(
+                f"no probe could be read ({scan_error}; {exc})", source=path
+            ) from None
         if isinstance(loaded, np.ndarray):
             probe = loaded
         else:
@@ -127,7 +137,9 @@ def probe_from_file(path: str | os.PathLike, size: int | None = None) -> np.ndar
     if probe.ndim != 2 or probe.shape[0] != probe.shape[1]:
         raise ScanValidationError(f"probe shape {probe.shape} is not (N, N)", source=path)
     if size is not None and probe.shape[0] != size:
-        raise ScanValidationError(f"probe is {probe.shape[0]} pixels wide, expected N = {size}", source=path)
+        raise ScanValidationError(
+            f"probe is {probe.shape[0]} pixels wide, expected N = {size}", source=path
+        )
     if not np.isfinite(probe).all() or not np.any(probe):
         raise ScanValidationError("probe is zero or non-finite", source=path)
     return _unit_power(probe)

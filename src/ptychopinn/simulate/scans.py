@@ -13,8 +13,9 @@ import numpy as np
 SCAN_KINDS = ("raster", "spiral", "random")
 
 
-def raster_positions(n_positions: int, step_px: float, rng: np.random.Generator,
-                     jitter_px: float = 0.0) -> np.ndarray:
+def raster_positions(
+    n_positions: int, step_px: float, rng: np.random.Generator, jitter_px: float = 0.0
+) -> np.ndarray:
     """Row-by-row raster of ``n_positions`` points on a near-square grid, plus uniform jitter.
 
     The grid has ``ceil(sqrt(n))`` columns; jitter is drawn uniformly in
@@ -42,13 +43,14 @@ def fermat_spiral_positions(n_positions: int, step_px: float) -> np.ndarray:
 
 
 def random_positions(n_positions: int, step_px: float, rng: np.random.Generator) -> np.ndarray:
-    """Uniformly random positions in a square of side ``step_px * sqrt(n)`` (mean spacing ~ step)."""
+    """Uniform random positions in a square of side ``step_px * sqrt(n)`` (spacing ~ step)."""
     side = step_px * math.sqrt(n_positions)
     return rng.uniform(0, side, size=(n_positions, 2))
 
 
-def make_positions(kind: str, n_positions: int, step_px: float, rng: np.random.Generator,
-                   jitter_px: float = 0.0) -> np.ndarray:
+def make_positions(
+    kind: str, n_positions: int, step_px: float, rng: np.random.Generator, jitter_px: float = 0.0
+) -> np.ndarray:
     """Positions of a scan of the given kind (``raster``, ``spiral`` or ``random``)."""
     if n_positions < 1:
         raise ValueError(f"n_positions must be >= 1, got {n_positions}")

@@ -89,11 +89,21 @@ class SimulationConfig:
         if self.n_positions < 1:
             raise ValueError(f"n_positions must be >= 1, got {self.n_positions}")
         if self.object_kind not in OBJECT_KINDS:
-            raise ValueError(f"object_kind must be one of {', '.join(OBJECT_KINDS)}, got '{self.object_kind}'")
+            raise ValueError(
+                f"object_kind must be one of {', '.join(OBJECT_KINDS)}, got '{self.object_kind}'"
+            )
         if self.scan_kind not in SCAN_KINDS:
-            raise ValueError(f"scan_kind must be one of {', '.join(SCAN_KINDS)}, got '{self.scan_kind}'")
-        positive = ("step_px", "photons_per_pattern", "energy_ev", "detector_distance_m",
-                    "detector_pixel_size_m", "batch_size")
+            raise ValueError(
+                f"scan_kind must be one of {', '.join(SCAN_KINDS)}, got '{self.scan_kind}'"
+            )
+        positive = (
+            "step_px",
+            "photons_per_pattern",
+            "energy_ev",
+            "detector_distance_m",
+            "detector_pixel_size_m",
+            "batch_size",
+        )
         for name in positive:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -117,7 +127,10 @@ class SimulationConfig:
     @property
     def pixel_size_m(self) -> float:
         return object_pixel_size_m(
-            self.wavelength_m, self.detector_distance_m, self.pattern_size, self.detector_pixel_size_m
+            self.wavelength_m,
+            self.detector_distance_m,
+            self.pattern_size,
+            self.detector_pixel_size_m,
         )
 
 
@@ -144,7 +157,7 @@ def beamstop_mask(size: int, radius_px: float) -> np.ndarray:
     return np.hypot(coords[:, None], coords[None, :]) > radius_px
 
 
-def simulate_scan(config: SimulationConfig = SimulationConfig(), *, progress: bool | None = None) -> Scan:
+def simulate_scan(config: SimulationConfig | None = None, *, progress: bool | None = None) -> Scan:
     """Simulate a ptychographic scan with the package's forward model.
 
     Steps: draw the positions and place them on an object grid that holds every patch;
@@ -156,26 +169,34 @@ def simulate_scan(config: SimulationConfig = SimulationConfig(), *, progress: bo
     ----------
     config : SimulationConfig
     progress : bool, optional
-        Show a progress bar (default: only on a terminal and when there are several blocks).
+    config : SimulationConfig, optional
+        Default: ``SimulationConfig()``, the built-in example scan.
 
     Returns
     -------
     Scan
         Counts, positions, the calibrated probe, the ground-truth object and metadata.
     """
+    config = config if config is not None else SimulationConfig()
     object_seed, scan_seed, noise_seed = np.random.SeedSequence(config.seed).spawn(3)
     size = config.pattern_size
     half = size // 2
 
     relative = make_positions(
-        config.scan_kind, config.n_positions, config.step_px,
-        np.random.default_rng(scan_seed), config.jitter_px,
+        config.scan_kind,
+        config.n_positions,
+        config.step_px,
+        np.random.default_rng(scan_seed),
+        config.jitter_px,
     )
     positions = relative - relative.min(axis=0) + half + config.margin_px
     shape = tuple(int(math.ceil(v)) + half + config.margin_px + 1 for v in positions.max(axis=0))
     obj = make_object(
-        config.object_kind, shape, np.random.default_rng(object_seed),
-        phase_range=config.phase_range, amplitude_min=config.amplitude_min,
+        config.object_kind,
+        shape,
+        np.random.default_rng(object_seed),
+        phase_range=config.phase_range,
+        amplitude_min=config.amplitude_min,
     )
     probe = make_probe(config)
 
@@ -186,7 +207,9 @@ def simulate_scan(config: SimulationConfig = SimulationConfig(), *, progress: bo
     starts = range(0, config.n_positions, config.batch_size)
     show = progress if progress is not None else (None if len(starts) > 1 else False)
     with torch.no_grad():
-        for start in tqdm(starts, desc="simulating", unit="block", disable=None if show is None else not show):
+        for start in tqdm(
+            starts, desc="simulating", unit="block", disable=None if show is None else not show
+        ):
             stop = min(start + config.batch_size, config.n_positions)
             patches = extract_patches(obj_t, pos_t[:, start:stop], size)[0]
             expected[start:stop] = diffraction_intensity(patches, probe_t).numpy()

@@ -28,14 +28,21 @@ class ExampleResult:
 
 
 def run_example(
-    output_dir: str | os.PathLike, config: SimulationConfig = SimulationConfig(), *, log=print
+    output_dir: str | os.PathLike, config: SimulationConfig | None = None, *, log=print
 ) -> ExampleResult:
-    """Run the built-in example into ``output_dir`` and return what it wrote and found."""
+    """Run the built-in example into ``output_dir`` and return what it wrote and found.
+
+    ``config`` defaults to :class:`SimulationConfig` (the example's small scan).
+    """
+    config = config if config is not None else SimulationConfig()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = ExampleResult(output_dir=out)
-    log(f"[1/3] simulating {config.n_positions} patterns of {config.pattern_size}^2 "
-        f"({config.object_kind} object, {config.probe} probe, {config.photons_per_pattern:.3g} photons)")
+    log(
+        f"[1/3] simulating {config.n_positions} patterns of {config.pattern_size}^2 "
+        f"({config.object_kind} object, {config.probe} probe, "
+        f"{config.photons_per_pattern:.3g} photons)"
+    )
     for fmt in ("npz", "cxi"):
         path = out / f"scan.{fmt}"
         simulate_to_file(config, path)
@@ -47,7 +54,9 @@ def run_example(
         log(report.format_text())
     log("[3/3] drawing the scan")
     figure = out / "scan_overview.png"
-    plot_scan_overview(read_scan(result.files["npz"]), figure, title="simulated scan (ground truth)")
+    plot_scan_overview(
+        read_scan(result.files["npz"]), figure, title="simulated scan (ground truth)"
+    )
     result.files["overview"] = figure
     log(f"done: wrote {', '.join(str(p) for p in result.files.values())}")
     return result
