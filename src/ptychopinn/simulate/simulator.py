@@ -167,10 +167,10 @@ def simulate_scan(config: SimulationConfig | None = None, *, progress: bool | No
 
     Parameters
     ----------
-    config : SimulationConfig
-    progress : bool, optional
     config : SimulationConfig, optional
         Default: ``SimulationConfig()``, the built-in example scan.
+    progress : bool, optional
+        Show a progress bar (default: only on a terminal and when there are several blocks).
 
     Returns
     -------
