@@ -253,6 +253,25 @@ def test_truncated_files_are_refused_naming_the_file(small_scan, tmp_path, suffi
     assert str(bad) in str(caught.value)
 
 
+def test_header_claiming_absurd_size_is_refused_without_allocating(tmp_path):
+    path = tmp_path / "huge.npz"
+    payload = io.BytesIO()
+    header = {"descr": "<f4", "fortran_order": False, "shape": (10**12, 64, 64)}
+    np.lib.format.write_array_header_1_0(payload, header)
+    payload.write(b"\0" * 1024)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("diffraction.npy", payload.getvalue())
+        for key in ("xcoords", "ycoords"):
+            buffer = io.BytesIO()
+            np.save(buffer, np.zeros(3))
+            archive.writestr(f"{key}.npy", buffer.getvalue())
+    with pytest.raises(ScanFileError, match="claims shape") as caught:
+        read_npz(path)
+    assert "'diffraction'" in str(caught.value)
+    report = inspect_file(path)
+    assert not report.ok and "claims shape" in report.problems[0]
+
+
 def test_not_a_scan_file_is_refused(tmp_path):
     empty = tmp_path / "empty.npz"
     empty.write_bytes(b"")

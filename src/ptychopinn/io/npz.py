@@ -150,6 +150,41 @@ def _photons_from_metadata(meta: dict[str, Any] | None) -> float | None:
     return None
 
 
+def _check_declared_sizes(path: str, archive: zipfile.ZipFile) -> None:
+    """Refuse members whose header claims more data than the archive holds.
+
+    A corrupt or hostile header (say, 10^12 patterns) must fail here with a message, not
+    as a giant allocation inside numpy.
+    """
+    for info in archive.infolist():
+        if not info.filename.endswith(".npy"):
+            continue
+        key = info.filename[:-4]
+        try:
+            with archive.open(info) as handle:
+                version = np.lib.format.read_magic(handle)
+                reader = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = reader(handle)
+                header_bytes = handle.tell()
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ScanFileError(f"unreadable array header ({exc})", source=path, key=key) from None
+        if dtype.hasobject:
+            continue
+        declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+        available = info.file_size - header_bytes
+        if declared > available:
+            raise ScanFileError(
+                f"header claims shape {tuple(shape)} of {dtype} ({declared} bytes) but the "
+                f"archive holds {available} bytes: the file is corrupt or truncated",
+                source=path,
+                key=key,
+            )
+
+
 def _load_key(archive: Any, key: str, path: str) -> np.ndarray:
     try:
         return archive[key]
@@ -199,6 +234,7 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
             "holds a single .npy array, not an NPZ archive of named keys", source=path
         )
     with archive:
+        _check_declared_sizes(path, archive.zip)
         keys = set(archive.files)
         meta_json = _read_metadata_json(path, archive.zip)
 
