@@ -12,6 +12,7 @@ import numpy as np
 
 from .errors import ScanFileError, ScanValidationError
 from .formats import detect_format, read_scan
+from .npz import read_npy_header
 from .scan import Scan
 
 
@@ -74,13 +75,7 @@ def _npz_contents(path: str) -> list[tuple[str, tuple[int, ...], str]]:
             key = name[:-4] if name.endswith(".npy") else name
             try:
                 with archive.open(name) as handle:
-                    version = np.lib.format.read_magic(handle)
-                    reader = (
-                        np.lib.format.read_array_header_1_0
-                        if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0
-                    )
-                    shape, _, dtype = reader(handle)
+                    shape, dtype = read_npy_header(handle)
                 entries.append((key, tuple(shape), str(dtype)))
             except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
                 entries.append((key, (), f"unreadable header ({exc})"))

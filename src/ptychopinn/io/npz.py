@@ -31,6 +31,18 @@ _METADATA_KEY = "_metadata"
 _MAX_METADATA_BYTES = 16 * 1024 * 1024
 
 
+def read_npy_header(stream: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the header of a ``.npy`` stream, leaving it at the data."""
+    version = np.lib.format.read_magic(stream)
+    reader = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
+    shape, _, dtype = reader(stream)
+    return tuple(shape), dtype
+
+
 def _numpy_global(module: str, name: str) -> Any:
     # numpy 2 renamed numpy.core to numpy._core; files from either may name either.
     if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
@@ -65,13 +77,7 @@ def _read_metadata_json(path: str, archive: zipfile.ZipFile) -> dict[str, Any] |
         with archive.open(member) as handle:
             raw = handle.read()
         stream = io.BytesIO(raw)
-        version = np.lib.format.read_magic(stream)
-        read_header = (
-            np.lib.format.read_array_header_1_0
-            if version == (1, 0)
-            else np.lib.format.read_array_header_2_0
-        )
-        shape, _, dtype = read_header(stream)
+        shape, dtype = read_npy_header(stream)
         if dtype.hasobject:
             value = _StringArrayUnpickler(stream).load()
         else:
@@ -162,13 +168,7 @@ def _check_declared_sizes(path: str, archive: zipfile.ZipFile) -> None:
         key = info.filename[:-4]
         try:
             with archive.open(info) as handle:
-                version = np.lib.format.read_magic(handle)
-                reader = (
-                    np.lib.format.read_array_header_1_0
-                    if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0
-                )
-                shape, _, dtype = reader(handle)
+                shape, dtype = read_npy_header(handle)
                 header_bytes = handle.tell()
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise ScanFileError(f"unreadable array header ({exc})", source=path, key=key) from None
