@@ -1,0 +1,429 @@
+"""Run configuration as frozen dataclasses: data, model, training and execution.
+
+Every field is validated when the dataclass is built (a ``ValueError`` naming the section,
+the field and the value); nothing global is ever mutated. Precedence when assembling a run:
+defaults < a YAML/JSON file < command-line flags (:func:`load_run_config`).
+
+This module depends on nothing else in the package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: Generator names; :mod:`ptychopinn.models.generators` registers exactly these.
+GENERATOR_NAMES = ("cnn", "fno", "hybrid")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
+_PRECISION_ALIASES = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
+STRATEGIES = (
+    "auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true",
+    "fsdp", "deepspeed", "single_device", "dp",
+)  # fmt: skip
+SCHEDULERS = ("none", "cosine", "step", "exponential", "plateau")
+LOGGERS = ("none", "csv", "tensorboard", "mlflow")
+LOSSES = ("poisson", "amplitude_mae", "poisson+mae", "supervised")
+PROBE_CALIBRATIONS = ("auto", "none", "mean_counts")
+OVERLAP_WINDOWS = ("probe", "disk")
+
+
+class _Section:
+    """Validation helpers shared by the config sections."""
+
+    _section = "config"
+
+    def _fail(self, name: str, message: str) -> None:
+        value = getattr(self, name)
+        raise ValueError(f"{self._section}.{name} = {value!r}: {message}")
+
+    def _int(self, name: str, minimum: int | None = None, optional: bool = False) -> None:
+        value = getattr(self, name)
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            self._fail(name, "must be an integer")
+        if minimum is not None and value < minimum:
+            self._fail(name, f"must be >= {minimum}")
+
+    def _float(
+        self,
+        name: str,
+        minimum: float | None = None,
+        strict: bool = False,
+        optional: bool = False,
+        maximum: float | None = None,
+    ) -> None:
+        value = getattr(self, name)
+        if value is None and optional:
+            return
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            self._fail(name, "must be a finite number")
+        if minimum is not None and (value <= minimum if strict else value < minimum):
+            self._fail(name, f"must be {'>' if strict else '>='} {minimum}")
+        if maximum is not None and value >= maximum:
+            self._fail(name, f"must be < {maximum}")
+        object.__setattr__(self, name, float(value))
+
+    def _choice(self, name: str, choices: tuple[str, ...]) -> None:
+        if getattr(self, name) not in choices:
+            self._fail(name, f"must be one of {', '.join(choices)}")
+
+    def _bool(self, name: str) -> None:
+        if not isinstance(getattr(self, name), bool):
+            self._fail(name, "must be true or false")
+
+
+@dataclass(frozen=True)
+class DataConfig(_Section):
+    """Which scans to use and how positions are grouped (physics.md, "Grouping").
+
+    Attributes
+    ----------
+    train_data, test_data : str or None
+        Scan files for training and for validation (test_data is optional).
+    gridsize : int
+        g; each training sample is a group of C = g^2 neighbouring positions.
+    n_groups : int or None
+        Groups drawn per scan; None: one per position.
+    k_neighbors : int or None
+        K nearest neighbours to draw each group's C - 1 partners from; None: 2C - 1.
+    photons_per_pattern : float or None
+        Photon scale for NPZ files holding normalised amplitudes.
+    val_fraction : float
+        Without ``test_data``: the fraction of positions held out (seeded) for validation.
+    """
+
+    _section = "data"
+    train_data: str | None = None
+    test_data: str | None = None
+    gridsize: int = 1
+    n_groups: int | None = None
+    k_neighbors: int | None = None
+    photons_per_pattern: float | None = None
+    val_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("train_data", "test_data"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                self._fail(name, "must be a file path")
+            if value is not None:
+                object.__setattr__(self, name, os.fspath(value))
+        self._int("gridsize", 1)
+        if self.gridsize > 8:
+            self._fail("gridsize", "must be <= 8 (C = g^2 patterns per group)")
+        self._int("n_groups", 1, optional=True)
+        self._int("k_neighbors", 1, optional=True)
+        if self.k_neighbors is not None and self.k_neighbors < self.gridsize**2 - 1:
+            self._fail(
+                "k_neighbors",
+                f"must be >= C - 1 = {self.gridsize**2 - 1} for gridsize {self.gridsize}",
+            )
+        self._float("photons_per_pattern", 0.0, strict=True, optional=True)
+        self._float("val_fraction", 0.0, maximum=1.0)
+
+    @property
+    def channels(self) -> int:
+        """C = g^2, the number of patterns per group."""
+        return self.gridsize**2
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Section):
+    """The generator network and the physics layer around it.
+
+    Attributes
+    ----------
+    generator : str
+        ``cnn``, ``fno`` or ``hybrid`` (see :mod:`ptychopinn.models.generators`).
+    width : int
+        Channels of the first stage (the CNN's filter scale; the FNO's width).
+    depth : int
+        Stages (CNN and hybrid) or spectral blocks (FNO).
+    modes : int
+        Fourier modes kept per axis by spectral layers (at most N/2 at their resolution).
+    amplitude_max : float
+        Object amplitude lies in (0, amplitude_max) (a sigmoid); phase in (-pi, pi) (pi tanh).
+    probe_trainable : bool
+        Refine the probe as a parameter during training.
+    probe_calibration : str
+        ``auto``: rescale the probe so ``sum |P|^2`` equals the mean counts per pattern when
+        the two differ by more than 2x; ``mean_counts``: always; ``none``: never.
+    overlap_window : str
+        Merge window of the overlap constraint: ``probe`` (|P|^2 / max) or ``disk``.
+    """
+
+    _section = "model"
+    generator: str = "hybrid"
+    width: int = 16
+    depth: int = 3
+    modes: int = 12
+    amplitude_max: float = 2.0
+    probe_trainable: bool = False
+    probe_calibration: str = "auto"
+    overlap_window: str = "probe"
+
+    def __post_init__(self) -> None:
+        self._choice("generator", GENERATOR_NAMES)
+        self._int("width", 1)
+        self._int("depth", 1)
+        if self.depth > 6:
+            self._fail("depth", "must be <= 6")
+        self._int("modes", 1)
+        self._float("amplitude_max", 0.0, strict=True)
+        self._bool("probe_trainable")
+        self._choice("probe_calibration", PROBE_CALIBRATIONS)
+        self._choice("overlap_window", OVERLAP_WINDOWS)
+
+
+@dataclass(frozen=True)
+class TrainingConfig(_Section):
+    """What is optimised and for how long.
+
+    Attributes
+    ----------
+    epochs : int
+        Maximum epochs.
+    time_budget_s : float or None
+        Stop after this many seconds of training (Lightning's ``max_time``).
+    loss : str
+        ``poisson`` (NLL in counts), ``amplitude_mae``, ``poisson+mae``, or ``supervised``
+        (L1 on amplitude and phase against ground-truth patches; a baseline).
+    mae_weight : float
+        Weight of the amplitude MAE in ``poisson+mae``.
+    probe_learning_rate : float or None
+        Learning rate of the probe when it is trainable; None: the network's.
+    weight_decay : float
+        Adam(W) weight decay of the network.
+    """
+
+    _section = "training"
+    epochs: int = 50
+    time_budget_s: float | None = None
+    loss: str = "poisson"
+    mae_weight: float = 1.0
+    probe_learning_rate: float | None = None
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._int("epochs", 1)
+        self._float("time_budget_s", 0.0, strict=True, optional=True)
+        self._choice("loss", LOSSES)
+        self._float("mae_weight", 0.0)
+        self._float("probe_learning_rate", 0.0, strict=True, optional=True)
+        self._float("weight_decay", 0.0)
+
+
+@dataclass(frozen=True)
+class ExecutionConfig(_Section):
+    """How training runs: every field reaches the Trainer, the DataLoader or the optimiser.
+
+    See ``docs/configuration.md`` for each field and the object it reaches.
+    """
+
+    _section = "execution"
+    accelerator: str = "auto"
+    devices: int | str | tuple[int, ...] = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    deterministic: bool = False
+    seed: int = 0
+    gradient_clip_val: float | None = None
+    gradient_clip_algorithm: str = "norm"
+    accumulate_grad_batches: int = 1
+    num_workers: int = 0
+    pin_memory: bool = False
+    learning_rate: float = 1e-3
+    scheduler: str = "none"
+    batch_size: int = 16
+    inference_batch_size: int = 256
+    logger: str = "csv"
+    progress_bar: bool = True
+    checkpoint_every_n_epochs: int = 1
+    save_top_k: int = 1
+    monitor: str = "auto"
+    early_stopping_patience: int | None = None
+    log_every_n_steps: int = 10
+
+    def __post_init__(self) -> None:
+        if isinstance(self.accelerator, str):
+            object.__setattr__(self, "accelerator", self.accelerator.lower())
+        self._choice("accelerator", ACCELERATORS)
+        self._validate_devices()
+        self._int("num_nodes", 1)
+        self._choice("strategy", STRATEGIES)
+        precision = str(self.precision)
+        object.__setattr__(self, "precision", _PRECISION_ALIASES.get(precision, precision))
+        self._choice("precision", PRECISIONS)
+        self._bool("deterministic")
+        self._int("seed", 0)
+        self._float("gradient_clip_val", 0.0, optional=True)
+        self._choice("gradient_clip_algorithm", ("norm", "value"))
+        self._int("accumulate_grad_batches", 1)
+        self._int("num_workers", 0)
+        self._bool("pin_memory")
+        self._float("learning_rate", 0.0, strict=True)
+        self._choice("scheduler", SCHEDULERS)
+        self._int("batch_size", 1)
+        self._int("inference_batch_size", 1)
+        self._choice("logger", LOGGERS)
+        self._bool("progress_bar")
+        self._int("checkpoint_every_n_epochs", 1)
+        self._int("save_top_k", -1)
+        if not isinstance(self.monitor, str) or not self.monitor:
+            self._fail("monitor", "must be a metric name such as val_loss, or auto")
+        self._int("early_stopping_patience", 1, optional=True)
+        self._int("log_every_n_steps", 1)
+
+    def _validate_devices(self) -> None:
+        devices = self.devices
+        if isinstance(devices, str):
+            text = devices.strip()
+            if text == "auto":
+                return
+            try:
+                parsed: Any = (
+                    [int(part) for part in text.split(",") if part.strip()]
+                    if "," in text
+                    else int(text)
+                )
+            except ValueError:
+                self._fail(
+                    "devices", "must be auto, a count (-1 for all), or a list of indices like 0,1"
+                )
+            object.__setattr__(
+                self, "devices", tuple(parsed) if isinstance(parsed, list) else parsed
+            )
+            devices = self.devices
+        if isinstance(devices, list):
+            object.__setattr__(self, "devices", tuple(devices))
+            devices = self.devices
+        if isinstance(devices, tuple):
+            if not devices or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices
+            ):
+                self._fail("devices", "a list of devices must hold indices >= 0")
+            return
+        if (
+            isinstance(devices, bool)
+            or not isinstance(devices, int)
+            or (devices < 1 and devices != -1)
+        ):
+            self._fail(
+                "devices", "must be auto, a count >= 1 (or -1 for all), or a list of indices"
+            )
+
+    def resolved_monitor(self, has_validation: bool) -> str:
+        """The metric checkpoints and early stopping watch (``auto``: val_loss or train_loss)."""
+        if self.monitor != "auto":
+            return self.monitor
+        return "val_loss" if has_validation else "train_loss"
+
+
+_SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "training": TrainingConfig,
+    "execution": ExecutionConfig,
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run: one frozen dataclass per concern."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for name in _SECTIONS:
+            section = dataclasses.asdict(getattr(self, name))
+            out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "configuration") -> RunConfig:
+        return cls().updated(values, source=source)
+
+    def updated(self, values: dict[str, Any], *, source: str = "configuration") -> RunConfig:
+        """A copy with the given ``{section: {field: value}}`` applied (unknown keys refused)."""
+        if not isinstance(values, dict):
+            raise ValueError(
+                f"{source}: expected a mapping of sections, got {type(values).__name__}"
+            )
+        sections = {}
+        for name, section_values in values.items():
+            if name not in _SECTIONS:
+                raise ValueError(
+                    f"{source}: unknown section '{name}' (known: {', '.join(_SECTIONS)})"
+                )
+            if section_values is None:
+                continue
+            if not isinstance(section_values, dict):
+                raise ValueError(f"{source}: section '{name}' must be a mapping")
+            section_cls = _SECTIONS[name]
+            known = {f.name for f in dataclasses.fields(section_cls)}
+            unknown = sorted(set(section_values) - known)
+            if unknown:
+                raise ValueError(
+                    f"{source}: unknown field(s) {', '.join(unknown)} in section '{name}' "
+                    f"(known: {', '.join(sorted(known))})"
+                )
+            sections[name] = dataclasses.replace(getattr(self, name), **section_values)
+        return dataclasses.replace(self, **sections)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``) or JSON (``.json``) configuration file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: configuration file not found")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".json":
+            values = json.loads(text)
+        else:
+            values = yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(
+            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+        ) from None
+    return values or {}
+
+
+def load_run_config(
+    config_file: str | os.PathLike | None = None, overrides: dict[str, dict[str, Any]] | None = None
+) -> RunConfig:
+    """Defaults, then the file's values, then ``overrides`` (e.g. command-line flags)."""
+    config = RunConfig()
+    if config_file is not None:
+        config = config.updated(read_config_file(config_file), source=os.fspath(config_file))
+    if overrides:
+        config = config.updated(
+            {
+                name: {k: v for k, v in values.items()}
+                for name, values in overrides.items()
+                if values
+            },
+            source="command line",
+        )
+    return config

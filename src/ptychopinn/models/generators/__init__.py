@@ -1,0 +1,42 @@
+"""Generators: networks from a group's C diffraction patterns to C complex object patches.
+
+Chosen by name from :data:`GENERATORS`. Every generator takes ``(B, C, N, N)`` normalised
+amplitudes and returns ``(B, C, N, N)`` complex64 patches.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ...config import GENERATOR_NAMES, ModelConfig
+from .cnn import CNNGenerator
+from .fno import FNOGenerator
+from .hybrid import HybridGenerator
+
+GENERATORS: dict[str, type[nn.Module]] = {
+    "cnn": CNNGenerator,
+    "fno": FNOGenerator,
+    "hybrid": HybridGenerator,
+}
+assert tuple(GENERATORS) == GENERATOR_NAMES, "config.GENERATOR_NAMES must list the registry"
+
+
+def build_generator(config: ModelConfig, channels: int, size: int) -> nn.Module:
+    """The generator named by ``config.generator`` for C = ``channels`` and N = ``size``."""
+    try:
+        cls = GENERATORS[config.generator]
+    except KeyError:
+        raise ValueError(
+            f"unknown generator '{config.generator}'; choose from {', '.join(GENERATORS)}"
+        ) from None
+    return cls(
+        channels=channels,
+        size=size,
+        width=config.width,
+        depth=config.depth,
+        modes=config.modes,
+        amplitude_max=config.amplitude_max,
+    )
+
+
+__all__ = ["GENERATORS", "CNNGenerator", "FNOGenerator", "HybridGenerator", "build_generator"]

@@ -1,0 +1,189 @@
+"""Lightning module: self-supervised (Poisson) training of the physics-informed network.
+
+Automatic optimisation throughout, so the Trainer's gradient clipping, gradient accumulation,
+precision and learning-rate schedulers all apply.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+
+from ..config import ModelConfig, TrainingConfig
+from ..physics import amplitude_mae, poisson_nll
+from .generators import build_generator
+from .pinn import ForwardModel, PtychoPINN
+
+
+def supervised_l1(patches: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Baseline loss: L1 on amplitude plus L1 on the wrapped phase difference."""
+    amplitude = (patches.abs() - truth.abs()).abs().mean()
+    phase = torch.angle(patches * truth.conj()).abs().mean()
+    return amplitude + phase
+
+
+class PINNModule(L.LightningModule):
+    """Trains a :class:`~ptychopinn.models.pinn.PtychoPINN` through the forward model.
+
+    Parameters
+    ----------
+    model : dict
+        :class:`~ptychopinn.config.ModelConfig` fields.
+    training : dict
+        :class:`~ptychopinn.config.TrainingConfig` fields.
+    channels : int
+        C = g^2.
+    size : int
+        N.
+    probe_modes : int
+        M, number of probe modes.
+    learning_rate : float
+        Adam(W) learning rate of the network.
+    scheduler : str
+        ``none``, ``cosine``, ``step``, ``exponential`` or ``plateau``.
+    monitor : str
+        Metric a ``plateau`` scheduler watches.
+    input_scale : float
+        The frozen normalisation constant c (stored with the weights).
+    probe : torch.Tensor, optional
+        Initial complex probe ``(M, N, N)``; None when loading from a checkpoint.
+    mask : torch.Tensor, optional
+        Detector mask ``(N, N)``, True where valid.
+    """
+
+    def __init__(
+        self,
+        model: dict[str, Any],
+        training: dict[str, Any],
+        channels: int,
+        size: int,
+        probe_modes: int = 1,
+        learning_rate: float = 1e-3,
+        scheduler: str = "none",
+        monitor: str = "train_loss",
+        input_scale: float = 1.0,
+        probe: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        has_mask: bool | None = None,
+    ):
+        super().__init__()
+        has_mask = mask is not None if has_mask is None else has_mask
+        self.save_hyperparameters(ignore=["probe", "mask"])
+        self.hparams["has_mask"] = has_mask
+        self.model_config = ModelConfig(**model)
+        self.training_config = TrainingConfig(**training)
+        if probe is None:
+            probe = torch.zeros(probe_modes, size, size, dtype=torch.complex64)
+        generator = build_generator(self.model_config, channels, size)
+        forward_model = ForwardModel(
+            probe, self.model_config.probe_trainable, self.model_config.overlap_window
+        )
+        self.net = PtychoPINN(generator, forward_model)
+        self.register_buffer("input_scale", torch.tensor(float(input_scale), dtype=torch.float64))
+        if has_mask and mask is None:  # rebuilt from a checkpoint: the state dict fills it
+            mask = torch.ones(size, size, dtype=torch.bool)
+        self.register_buffer("mask", mask.to(torch.bool) if has_mask else None)
+
+    def forward(self, x: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net(x, offsets)
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        patches, expected = self(batch["x"], batch["offsets"])
+        counts = batch["counts"].float()
+        kind = self.training_config.loss
+        parts: dict[str, torch.Tensor] = {}
+        if kind == "supervised":
+            return supervised_l1(patches, batch["truth"]), parts
+        if kind in ("poisson", "poisson+mae"):
+            parts["nll"] = poisson_nll(expected, counts, self.mask)
+        if kind in ("amplitude_mae", "poisson+mae"):
+            parts["mae"] = amplitude_mae(expected, counts, self.mask)
+        if kind == "poisson+mae":
+            return parts["nll"] + self.training_config.mae_weight * parts["mae"], parts
+        return next(iter(parts.values())), parts
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _ = self._loss(batch)
+        size = batch["x"].shape[0]
+        self.log("loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=size)
+        self.log(
+            "train_loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=False,
+            batch_size=size,
+            sync_dist=True,
+        )
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _ = self._loss(batch)
+        self.log(
+            "val_loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch["x"].shape[0],
+            sync_dist=True,
+        )
+        return loss
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        patches, _ = self(batch["x"], batch["offsets"])
+        return patches
+
+    def configure_optimizers(self) -> Any:
+        lr = self.hparams.learning_rate
+        groups = [
+            {
+                "params": list(self.net.generator.parameters()),
+                "lr": lr,
+                "weight_decay": self.training_config.weight_decay,
+                "name": "generator",
+            }
+        ]
+        probe = self.net.forward_model.probe_real
+        if isinstance(probe, torch.nn.Parameter):
+            groups.append(
+                {
+                    "params": [probe],
+                    "lr": self.training_config.probe_learning_rate or lr,
+                    "weight_decay": 0.0,
+                    "name": "probe",
+                }
+            )
+        optimizer = torch.optim.AdamW(groups)
+        scheduler = self.hparams.scheduler
+        if scheduler == "none":
+            return optimizer
+        epochs = (
+            self.trainer.max_epochs
+            if self.trainer and self.trainer.max_epochs
+            else self.training_config.epochs
+        )
+        if scheduler == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+        elif scheduler == "step":
+            sched = torch.optim.lr_scheduler.StepLR(
+                optimizer, step_size=max(1, math.ceil(epochs / 3)), gamma=0.3
+            )
+        elif scheduler == "exponential":
+            sched = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.95)
+        elif scheduler == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {
+                    "scheduler": sched,
+                    "monitor": self.hparams.monitor,
+                    "interval": "epoch",
+                },
+            }
+        else:  # guarded by ExecutionConfig
+            raise ValueError(f"unknown scheduler {scheduler!r}")
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

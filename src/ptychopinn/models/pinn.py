@@ -1,0 +1,77 @@
+"""The physics-informed network: a generator followed by the known physics.
+
+x (normalised amplitudes) -> generator -> O_k -> overlap constraint (C > 1) -> O'_k
+-> lambda_k = sum_m |F(P_m O'_k)|^2  (expected counts, compared with the measured I_k)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..physics import diffraction_intensity, disk_weight, enforce_overlap, probe_weight
+
+
+class ForwardModel(nn.Module):
+    """Probe illumination, overlap constraint and far-field detection for groups of patches.
+
+    Parameters
+    ----------
+    probe : torch.Tensor
+        Complex probe ``(M, N, N)`` (or ``(N, N)``), calibrated in counts.
+    trainable : bool
+        Make the probe a parameter (probe refinement).
+    overlap_window : {"probe", "disk"}
+        Merge window: the probe intensity normalised to max 1, or a disk of radius N/4.
+    """
+
+    def __init__(self, probe: torch.Tensor, trainable: bool = False, overlap_window: str = "probe"):
+        super().__init__()
+        if probe.ndim == 2:
+            probe = probe[None]
+        # stored as real pairs so precision plugins and optimisers never see complex tensors
+        probe_real = torch.view_as_real(probe.to(torch.complex64)).clone()
+        if trainable:
+            self.probe_real = nn.Parameter(probe_real)
+        else:
+            self.register_buffer("probe_real", probe_real)
+        if overlap_window not in ("probe", "disk"):
+            raise ValueError(f"overlap_window must be 'probe' or 'disk', got {overlap_window!r}")
+        self.overlap_window = overlap_window
+
+    @property
+    def probe(self) -> torch.Tensor:
+        """The probe as complex64 ``(M, N, N)``."""
+        return torch.view_as_complex(self.probe_real.float().contiguous())
+
+    def window(self) -> torch.Tensor:
+        size = self.probe_real.shape[-2]
+        if self.overlap_window == "disk":
+            return disk_weight(size, size / 4, device=self.probe_real.device)
+        return probe_weight(self.probe.detach())
+
+    def consistent_patches(self, patches: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """Apply the overlap constraint to ``(B, C, N, N)`` patches (identity for C = 1)."""
+        if patches.shape[1] == 1:
+            return patches
+        return enforce_overlap(patches, offsets.to(torch.float64), self.window())
+
+    def forward(
+        self, patches: torch.Tensor, offsets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Consistent patches and their expected counts, both ``(B, C, N, N)``."""
+        with torch.autocast(device_type=patches.device.type, enabled=False):
+            consistent = self.consistent_patches(patches.to(torch.complex64), offsets)
+            return consistent, diffraction_intensity(consistent, self.probe)
+
+
+class PtychoPINN(nn.Module):
+    """Generator + forward model: ``forward(x, offsets) -> (patches, expected counts)``."""
+
+    def __init__(self, generator: nn.Module, forward_model: ForwardModel):
+        super().__init__()
+        self.generator = generator
+        self.forward_model = forward_model
+
+    def forward(self, x: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_model(self.generator(x), offsets)

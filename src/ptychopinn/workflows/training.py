@@ -1,0 +1,335 @@
+"""Workflow: train the physics-informed network on a scan (``ptychopinn train``).
+
+Every field of the run configuration reaches the object that uses it: data fields the
+grouping and datasets, model fields the network, training fields the loss and the Trainer's
+budget, execution fields the Trainer, the DataLoaders and the optimiser (see
+``docs/configuration.md``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from torch.utils.data import DataLoader
+
+from ..config import ExecutionConfig, RunConfig, TrainingConfig
+from ..data import (
+    GroupedDiffraction,
+    group_positions,
+    input_scale,
+    make_dataloader,
+    split_positions,
+)
+from ..io import Scan, atomic_path, read_scan
+from ..models import PINNModule
+
+log = logging.getLogger("ptychopinn")
+
+#: Probe power may differ from the mean counts by this factor before ``auto`` rescales it.
+_CALIBRATION_TOLERANCE = 2.0
+
+
+@dataclass
+class TrainingData:
+    """Everything the Trainer is fed, built from the data configuration."""
+
+    scan: Scan
+    train: GroupedDiffraction
+    validation: GroupedDiffraction | None
+    scale: float
+    probe: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced (objects are kept for inspection and tests)."""
+
+    output_dir: Path
+    config: RunConfig
+    trainer: L.Trainer
+    module: PINNModule
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    summary: dict[str, Any]
+
+
+def calibrated_probe(scan: Scan, mean_counts: float, mode: str) -> tuple[np.ndarray, str | None]:
+    """Scale the probe so ``sum |P|^2`` equals the mean counts per pattern (physics.md).
+
+    ``mode``: ``none`` never, ``mean_counts`` always, ``auto`` when they differ by more than
+    a factor of two. Returns the probe and a note saying what was done (or None).
+    """
+    probe = scan.probe_modes.astype(np.complex64)
+    power = float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
+    ratio = power / mean_counts
+    rescale = mode == "mean_counts" or (
+        mode == "auto" and not 1 / _CALIBRATION_TOLERANCE <= ratio <= _CALIBRATION_TOLERANCE
+    )
+    if not rescale:
+        return probe, None
+    note = (
+        f"probe power {power:.4g} was {ratio:.3g} x the mean counts per pattern {mean_counts:.4g}; "
+        "rescaled to match (model.probe_calibration)"
+    )
+    return (probe / np.sqrt(ratio)).astype(np.complex64), note
+
+
+def _groups_for(scan: Scan, subset: np.ndarray, config: RunConfig, seed: int):
+    data = config.data
+    groups = group_positions(
+        scan.positions[subset], data.gridsize, data.n_groups, data.k_neighbors, seed
+    )
+    # the grouping ran on the subset: map its indices back to the scan's patterns
+    return type(groups)(
+        indices=subset[groups.indices], offsets=groups.offsets, centroids=groups.centroids
+    )
+
+
+def prepare_training_data(config: RunConfig) -> TrainingData:
+    """Read the scans, split, group, normalise and calibrate, as the configuration says."""
+    data, seed = config.data, config.execution.seed
+    if data.train_data is None:
+        raise ValueError("data.train_data: no training scan given (--train-data FILE)")
+    scan = read_scan(data.train_data, photons_per_pattern=data.photons_per_pattern)
+    supervised = config.training.loss == "supervised"
+    notes: list[str] = []
+    if data.test_data is not None:
+        train_idx = np.arange(scan.n_patterns)
+        val_scan = read_scan(data.test_data, photons_per_pattern=data.photons_per_pattern)
+        if val_scan.pattern_size != scan.pattern_size:
+            raise ValueError(
+                f"{data.test_data}: patterns are {val_scan.pattern_size} pixels, the training "
+                f"scan's are {scan.pattern_size}"
+            )
+        val_idx = np.arange(val_scan.n_patterns)
+    else:
+        train_idx, val_idx = split_positions(scan.n_patterns, data.val_fraction, seed)
+        val_scan = scan
+    channels = data.channels
+    if len(train_idx) < channels:
+        raise ValueError(
+            f"gridsize {data.gridsize} needs {channels} training positions, got {len(train_idx)}"
+        )
+    scale = input_scale(scan, train_idx)
+    mean_counts = float(scan.total_counts()[train_idx].mean())
+    probe, note = calibrated_probe(scan, mean_counts, config.model.probe_calibration)
+    if note:
+        notes.append(note)
+    train = GroupedDiffraction(
+        scan, _groups_for(scan, train_idx, config, seed), scale, with_truth=supervised
+    )
+    validation = None
+    if len(val_idx) >= channels:
+        validation = GroupedDiffraction(
+            val_scan, _groups_for(val_scan, val_idx, config, seed + 1), scale, with_truth=supervised
+        )
+    elif len(val_idx):
+        notes.append(
+            f"validation skipped: {len(val_idx)} position(s) cannot form a group of {channels}"
+        )
+    return TrainingData(
+        scan=scan, train=train, validation=validation, scale=scale, probe=probe, notes=notes
+    )
+
+
+def build_logger(execution: ExecutionConfig, output_dir: Path):
+    """The Lightning logger named by ``execution.logger`` (False for ``none``)."""
+    kind = execution.logger
+    if kind == "none":
+        return False
+    if kind == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        return CSVLogger(save_dir=output_dir, name="logs")
+    if kind == "tensorboard":
+        try:
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            return TensorBoardLogger(save_dir=output_dir, name="tensorboard")
+        except ModuleNotFoundError as exc:
+            raise ValueError(
+                f"execution.logger = 'tensorboard' needs the tensorboard extra ({exc}); "
+                "pip install 'ptychopinn[tensorboard]'"
+            ) from None
+    if kind == "mlflow":
+        try:
+            import mlflow  # noqa: F401
+            from lightning.pytorch.loggers import MLFlowLogger
+        except ModuleNotFoundError as exc:
+            raise ValueError(
+                f"execution.logger = 'mlflow' needs the mlflow extra ({exc}); pip install 'ptychopinn[mlflow]'"
+            ) from None
+        return MLFlowLogger(
+            experiment_name="ptychopinn", tracking_uri=(output_dir / "mlruns").resolve().as_uri()
+        )
+    raise ValueError(f"unknown logger {kind!r}")  # guarded by ExecutionConfig
+
+
+def build_trainer(
+    execution: ExecutionConfig, training: TrainingConfig, output_dir: Path, has_validation: bool
+) -> L.Trainer:
+    """A Trainer carrying every execution field (accelerator ... early stopping)."""
+    monitor = execution.resolved_monitor(has_validation)
+    checkpoint = ModelCheckpoint(
+        dirpath=output_dir / "checkpoints",
+        filename="best-{epoch:03d}",
+        monitor=monitor,
+        mode="min",
+        save_top_k=execution.save_top_k,
+        every_n_epochs=execution.checkpoint_every_n_epochs,
+        save_last=True,
+    )
+    callbacks: list[Any] = [checkpoint]
+    if execution.early_stopping_patience is not None:
+        callbacks.append(
+            EarlyStopping(monitor=monitor, mode="min", patience=execution.early_stopping_patience)
+        )
+    return L.Trainer(
+        accelerator=execution.accelerator,
+        devices=list(execution.devices)
+        if isinstance(execution.devices, tuple)
+        else execution.devices,
+        num_nodes=execution.num_nodes,
+        strategy=execution.strategy,
+        precision=execution.precision,
+        deterministic=execution.deterministic,
+        gradient_clip_val=execution.gradient_clip_val,
+        gradient_clip_algorithm=execution.gradient_clip_algorithm,
+        accumulate_grad_batches=execution.accumulate_grad_batches,
+        max_epochs=training.epochs,
+        max_time=timedelta(seconds=training.time_budget_s) if training.time_budget_s else None,
+        logger=build_logger(execution, output_dir),
+        enable_progress_bar=execution.progress_bar,
+        enable_model_summary=execution.progress_bar,
+        log_every_n_steps=execution.log_every_n_steps,
+        callbacks=callbacks,
+        default_root_dir=output_dir,
+        num_sanity_val_steps=0,
+    )
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def train(
+    config: RunConfig, output_dir: str | Path, *, resume: str | Path | None = None
+) -> TrainResult:
+    """Train the physics-informed network as configured; outputs go to ``output_dir``.
+
+    Writes ``config.yaml`` (the effective configuration) first, Lightning checkpoints under
+    ``checkpoints/`` while training (``last.ckpt`` always; the best by the monitored metric),
+    logs under the chosen logger's folder, and ``training_summary.json`` at the end.
+
+    Parameters
+    ----------
+    config : RunConfig
+    output_dir : str or Path
+    resume : str or Path, optional
+        A checkpoint to continue from, or ``"last"`` for ``output_dir/checkpoints/last.ckpt``.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    execution = config.execution
+    resume_path = _resolve_resume(resume, output_dir)
+    write_text_atomic(output_dir / "config.yaml", config.to_yaml())
+    L.seed_everything(execution.seed, workers=True, verbose=False)
+
+    data = prepare_training_data(config)
+    for note in data.notes:
+        log.warning(note)
+    has_validation = data.validation is not None
+    scan = data.scan
+    module = PINNModule(
+        model=_section_dict(config.model),
+        training=_section_dict(config.training),
+        channels=config.data.channels,
+        size=scan.pattern_size,
+        probe_modes=data.probe.shape[0],
+        learning_rate=execution.learning_rate,
+        scheduler=execution.scheduler,
+        monitor=execution.resolved_monitor(has_validation),
+        input_scale=data.scale,
+        probe=torch.from_numpy(data.probe),
+        mask=None if scan.mask is None else torch.from_numpy(scan.mask),
+    )
+    loader_options = dict(
+        batch_size=execution.batch_size,
+        num_workers=execution.num_workers,
+        pin_memory=execution.pin_memory,
+        seed=execution.seed,
+    )
+    train_loader = make_dataloader(data.train, shuffle=True, **loader_options)
+    val_loader = (
+        make_dataloader(data.validation, shuffle=False, **loader_options)
+        if has_validation
+        else None
+    )
+    trainer = build_trainer(execution, config.training, output_dir, has_validation)
+
+    started = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume_path)
+    elapsed = time.perf_counter() - started
+
+    checkpoint = trainer.checkpoint_callback
+    best = Path(checkpoint.best_model_path) if checkpoint and checkpoint.best_model_path else None
+    last = Path(checkpoint.last_model_path) if checkpoint and checkpoint.last_model_path else None
+    metrics = {
+        k: float(v)
+        for k, v in trainer.callback_metrics.items()
+        if torch.is_tensor(v) and v.numel() == 1
+    }
+    summary = {
+        "epochs_completed": trainer.current_epoch,
+        "global_steps": trainer.global_step,
+        "train_groups": len(data.train),
+        "validation_groups": len(data.validation) if has_validation else 0,
+        "input_scale": data.scale,
+        "wall_time_s": elapsed,
+        "metrics": metrics,
+        "best_checkpoint": str(best) if best else None,
+        "last_checkpoint": str(last) if last else None,
+        "notes": data.notes,
+    }
+    if trainer.is_global_zero:
+        write_text_atomic(output_dir / "training_summary.json", json.dumps(summary, indent=2))
+    return TrainResult(
+        output_dir=output_dir,
+        config=config,
+        trainer=trainer,
+        module=module,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        best_checkpoint=best,
+        last_checkpoint=last,
+        summary=summary,
+    )
+
+
+def _section_dict(section: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(section)
+
+
+def _resolve_resume(resume: str | Path | None, output_dir: Path) -> str | None:
+    if resume is None:
+        return None
+    path = output_dir / "checkpoints" / "last.ckpt" if str(resume) == "last" else Path(resume)
+    if not path.is_file():
+        raise ValueError(f"--resume: checkpoint {path} not found")
+    return str(path)
