@@ -170,7 +170,8 @@ def build_logger(execution: ExecutionConfig, output_dir: Path):
             from lightning.pytorch.loggers import MLFlowLogger
         except ModuleNotFoundError as exc:
             raise ValueError(
-                f"execution.logger = 'mlflow' needs the mlflow extra ({exc}); pip install 'ptychopinn[mlflow]'"
+                f"execution.logger = 'mlflow' needs the mlflow extra ({exc}); "
+                "pip install 'ptychopinn[mlflow]'"
             ) from None
         return MLFlowLogger(
             experiment_name="ptychopinn", tracking_uri=(output_dir / "mlruns").resolve().as_uri()
