@@ -22,9 +22,12 @@ from ..workflows import (
     SCAN_KINDS,
     SCHEDULERS,
     STRATEGIES,
+    BundleError,
+    ExecutionConfig,
     ScanFileError,
     ScanValidationError,
     SimulationConfig,
+    infer_scan,
     inspect_file,
     load_run_config,
     run_example,
@@ -218,296 +221,94 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
             kwargs.setdefault("metavar", dest.split("__", 1)[1].upper())
         group.add_argument(*flags, dest=dest, default=None, **kwargs)
 
+    # fmt: off
+
     data = parser.add_argument_group("data")
-    add(
-        data,
-        "--train-data",
-        "--train_data_file",
-        "--train-data-file",
-        dest="data__train_data",
-        metavar="FILE",
-        help="training scan (NPZ or CXI)",
-    )
-    add(
-        data,
-        "--test-data",
-        "--test_data_file",
-        "--test-data-file",
-        dest="data__test_data",
-        metavar="FILE",
-        help="validation scan (optional)",
-    )
-    add(
-        data,
-        "--gridsize",
-        dest="data__gridsize",
-        type=_positive_int,
-        help="g: groups of C = g^2 neighbouring positions (default 1)",
-    )
-    add(
-        data,
-        "--n-groups",
-        "--n_groups",
-        "--n-images",
-        "--n_images",
-        dest="data__n_groups",
-        type=_positive_int,
-        help="groups per scan (default: one per position)",
-    )
-    add(
-        data,
-        "--k-neighbors",
-        dest="data__k_neighbors",
-        type=_positive_int,
-        help="neighbourhood size K for grouping (default 2C - 1)",
-    )
-    add(
-        data,
-        "--val-fraction",
-        dest="data__val_fraction",
-        type=_non_negative_float,
-        help="without --test-data, fraction of positions held out for validation (default 0)",
-    )
-    add(
-        data,
-        "--nphotons",
-        dest="data__photons_per_pattern",
-        type=_positive_float,
-        help="photons per pattern for NPZ files with normalised amplitudes",
-    )
+    add(data, "--train-data", "--train_data_file", "--train-data-file", dest="data__train_data",
+        metavar="FILE", help="training scan (NPZ or CXI)")
+    add(data, "--test-data", "--test_data_file", "--test-data-file", dest="data__test_data",
+        metavar="FILE", help="validation scan (optional)")
+    add(data, "--gridsize", dest="data__gridsize", type=_positive_int,
+        help="g: groups of C = g^2 neighbouring positions (default 1)")
+    add(data, "--n-groups", "--n_groups", "--n-images", "--n_images", dest="data__n_groups",
+        type=_positive_int, help="groups per scan (default: one per position)")
+    add(data, "--k-neighbors", dest="data__k_neighbors", type=_positive_int,
+        help="neighbourhood size K for grouping (default 2C - 1)")
+    add(data, "--val-fraction", dest="data__val_fraction", type=_non_negative_float,
+        help="without --test-data, fraction of positions held out for validation (default 0)")
+    add(data, "--nphotons", dest="data__photons_per_pattern", type=_positive_float,
+        help="photons per pattern for NPZ files with normalised amplitudes")
 
     model = parser.add_argument_group("model")
-    add(
-        model,
-        "--generator",
-        dest="model__generator",
-        choices=GENERATOR_NAMES,
-        help="generator network (default: hybrid)",
-    )
-    add(
-        model,
-        "--width",
-        dest="model__width",
-        type=_positive_int,
-        help="network width / filter scale",
-    )
+    add(model, "--generator", dest="model__generator", choices=GENERATOR_NAMES,
+        help="generator network (default: hybrid)")
+    add(model, "--width", dest="model__width", type=_positive_int,
+        help="network width / filter scale")
     add(model, "--depth", dest="model__depth", type=_positive_int, help="stages or spectral blocks")
-    add(
-        model,
-        "--modes",
-        dest="model__modes",
-        type=_positive_int,
-        help="Fourier modes of spectral layers",
-    )
-    add(
-        model,
-        "--probe-trainable",
-        dest="model__probe_trainable",
-        action=bool_flag,
-        help="refine the probe during training",
-    )
-    add(
-        model,
-        "--probe-calibration",
-        dest="model__probe_calibration",
-        choices=PROBE_CALIBRATIONS,
-        help="rescale the probe to the mean counts: auto (default), mean_counts, none",
-    )
+    add(model, "--modes", dest="model__modes", type=_positive_int,
+        help="Fourier modes of spectral layers")
+    add(model, "--probe-trainable", dest="model__probe_trainable", action=bool_flag,
+        help="refine the probe during training")
+    add(model, "--probe-calibration", dest="model__probe_calibration", choices=PROBE_CALIBRATIONS,
+        help="rescale the probe to the mean counts: auto (default), mean_counts, none")
 
     training = parser.add_argument_group("training")
-    add(
-        training,
-        "--epochs",
-        "--max_epochs",
-        "--max-epochs",
-        "--nepochs",
-        dest="training__epochs",
-        type=_positive_int,
-        help="maximum epochs (default 50)",
-    )
-    add(
-        training,
-        "--time-budget",
-        dest="training__time_budget_s",
-        type=_positive_float,
-        metavar="SECONDS",
-        help="stop training after this many seconds",
-    )
+    add(training, "--epochs", "--max_epochs", "--max-epochs", "--nepochs", dest="training__epochs",
+        type=_positive_int, help="maximum epochs (default 50)")
+    add(training, "--time-budget", dest="training__time_budget_s", type=_positive_float,
+        metavar="SECONDS", help="stop training after this many seconds")
     add(training, "--loss", dest="training__loss", choices=LOSSES, help="loss (default poisson)")
-    add(
-        training,
-        "--mae-weight",
-        dest="training__mae_weight",
-        type=_non_negative_float,
-        help="weight of the amplitude MAE in poisson+mae",
-    )
+    add(training, "--mae-weight", dest="training__mae_weight", type=_non_negative_float,
+        help="weight of the amplitude MAE in poisson+mae")
 
     execution = parser.add_argument_group("execution")
-    add(
-        execution,
-        "--accelerator",
-        dest="execution__accelerator",
-        choices=ACCELERATORS,
-        help="auto (a GPU when present), cpu, gpu, cuda, mps, tpu",
-    )
-    add(
-        execution,
-        "--devices",
-        dest="execution__devices",
-        help="auto, a count (-1: all), or indices like 0,1",
-    )
-    add(
-        execution,
-        "--num-nodes",
-        "--num_nodes",
-        dest="execution__num_nodes",
-        type=_positive_int,
-        help="machines for multi-node training",
-    )
-    add(
-        execution,
-        "--strategy",
-        dest="execution__strategy",
-        choices=STRATEGIES,
-        help="Lightning strategy (default auto)",
-    )
-    add(
-        execution,
-        "--precision",
-        dest="execution__precision",
-        help="32-true (default), 16-mixed, bf16-mixed, 64-true, ...",
-    )
-    add(
-        execution,
-        "--deterministic",
-        dest="execution__deterministic",
-        action=bool_flag,
-        help="deterministic algorithms: bit-identical CPU runs for a seed",
-    )
-    add(
-        execution,
-        "--seed",
-        dest="execution__seed",
-        type=int,
-        help="fixes splits, grouping, initialisation (default 0)",
-    )
-    add(
-        execution,
-        "--num-workers",
-        "--num_workers",
-        dest="execution__num_workers",
-        type=int,
-        help="DataLoader worker processes (default 0)",
-    )
-    add(
-        execution,
-        "--pin-memory",
-        dest="execution__pin_memory",
-        action=bool_flag,
-        help="pin DataLoader memory (for GPU training)",
-    )
-    add(
-        execution,
-        "--gradient-clip-val",
-        dest="execution__gradient_clip_val",
-        type=_non_negative_float,
-        help="clip gradients at this value (default: off)",
-    )
-    add(
-        execution,
-        "--gradient-clip-algorithm",
-        dest="execution__gradient_clip_algorithm",
-        choices=("norm", "value"),
-        help="norm (default) or value",
-    )
-    add(
-        execution,
-        "--accumulate-grad-batches",
-        dest="execution__accumulate_grad_batches",
-        type=_positive_int,
-        help="accumulate gradients over this many batches",
-    )
-    add(
-        execution,
-        "--learning-rate",
-        "--learning_rate",
-        "--lr",
-        dest="execution__learning_rate",
-        type=_positive_float,
-        help="Adam learning rate (default 1e-3)",
-    )
-    add(
-        execution,
-        "--scheduler",
-        dest="execution__scheduler",
-        choices=SCHEDULERS,
-        help="learning-rate schedule (default none)",
-    )
-    add(
-        execution,
-        "--batch-size",
-        "--batch_size",
-        dest="execution__batch_size",
-        type=_positive_int,
-        help="groups per batch (default 16)",
-    )
-    add(
-        execution,
-        "--inference-batch-size",
-        dest="execution__inference_batch_size",
-        type=_positive_int,
-        help="groups per batch at inference (default 256)",
-    )
-    add(
-        execution,
-        "--logger",
-        dest="execution__logger",
-        choices=LOGGERS,
-        help="csv (default), tensorboard, mlflow, none",
-    )
-    add(
-        execution,
-        "--progress-bar",
-        dest="execution__progress_bar",
-        action=bool_flag,
-        help="show the progress bar (default on)",
-    )
-    add(
-        execution,
-        "--checkpoint-every",
-        dest="execution__checkpoint_every_n_epochs",
-        type=_positive_int,
-        metavar="EPOCHS",
-        help="checkpoint every n epochs (default 1)",
-    )
-    add(
-        execution,
-        "--save-top-k",
-        dest="execution__save_top_k",
-        type=int,
-        help="best checkpoints to keep (-1: all; default 1)",
-    )
-    add(
-        execution,
-        "--monitor",
-        dest="execution__monitor",
-        help="metric for best checkpoints (default auto: val_loss, else train_loss)",
-    )
-    add(
-        execution,
-        "--early-stopping-patience",
-        dest="execution__early_stopping_patience",
-        type=_positive_int,
-        metavar="EPOCHS",
-        help="stop when the monitored metric stalls",
-    )
-    add(
-        execution,
-        "--log-every-n-steps",
-        dest="execution__log_every_n_steps",
-        type=_positive_int,
-        help="logging interval in steps (default 10)",
-    )
+    add(execution, "--accelerator", dest="execution__accelerator", choices=ACCELERATORS,
+        help="auto (a GPU when present), cpu, gpu, cuda, mps, tpu")
+    add(execution, "--devices", dest="execution__devices",
+        help="auto, a count (-1: all), or indices like 0,1")
+    add(execution, "--num-nodes", "--num_nodes", dest="execution__num_nodes", type=_positive_int,
+        help="machines for multi-node training")
+    add(execution, "--strategy", dest="execution__strategy", choices=STRATEGIES,
+        help="Lightning strategy (default auto)")
+    add(execution, "--precision", dest="execution__precision",
+        help="32-true (default), 16-mixed, bf16-mixed, 64-true, ...")
+    add(execution, "--deterministic", dest="execution__deterministic", action=bool_flag,
+        help="deterministic algorithms: bit-identical CPU runs for a seed")
+    add(execution, "--seed", dest="execution__seed", type=int,
+        help="fixes splits, grouping, initialisation (default 0)")
+    add(execution, "--num-workers", "--num_workers", dest="execution__num_workers", type=int,
+        help="DataLoader worker processes (default 0)")
+    add(execution, "--pin-memory", dest="execution__pin_memory", action=bool_flag,
+        help="pin DataLoader memory (for GPU training)")
+    add(execution, "--gradient-clip-val", dest="execution__gradient_clip_val",
+        type=_non_negative_float, help="clip gradients at this value (default: off)")
+    add(execution, "--gradient-clip-algorithm", dest="execution__gradient_clip_algorithm",
+        choices=("norm", "value"), help="norm (default) or value")
+    add(execution, "--accumulate-grad-batches", dest="execution__accumulate_grad_batches",
+        type=_positive_int, help="accumulate gradients over this many batches")
+    add(execution, "--learning-rate", "--learning_rate", "--lr", dest="execution__learning_rate",
+        type=_positive_float, help="Adam learning rate (default 1e-3)")
+    add(execution, "--scheduler", dest="execution__scheduler", choices=SCHEDULERS,
+        help="learning-rate schedule (default none)")
+    add(execution, "--batch-size", "--batch_size", dest="execution__batch_size",
+        type=_positive_int, help="groups per batch (default 16)")
+    add(execution, "--inference-batch-size", dest="execution__inference_batch_size",
+        type=_positive_int, help="groups per batch at inference (default 256)")
+    add(execution, "--logger", dest="execution__logger", choices=LOGGERS,
+        help="csv (default), tensorboard, mlflow, none")
+    add(execution, "--progress-bar", dest="execution__progress_bar", action=bool_flag,
+        help="show the progress bar (default on)")
+    add(execution, "--checkpoint-every", dest="execution__checkpoint_every_n_epochs",
+        type=_positive_int, metavar="EPOCHS", help="checkpoint every n epochs (default 1)")
+    add(execution, "--save-top-k", dest="execution__save_top_k", type=int,
+        help="best checkpoints to keep (-1: all; default 1)")
+    add(execution, "--monitor", dest="execution__monitor",
+        help="metric for best checkpoints (default auto: val_loss, else train_loss)")
+    add(execution, "--early-stopping-patience", dest="execution__early_stopping_patience",
+        type=_positive_int, metavar="EPOCHS", help="stop when the monitored metric stalls")
+    add(execution, "--log-every-n-steps", dest="execution__log_every_n_steps",
+        type=_positive_int, help="logging interval in steps (default 10)")
+    # fmt: on
 
 
 def train_overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
@@ -571,6 +372,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_train_options(train)
 
+    infer = sub.add_parser(
+        "infer",
+        help="reconstruct a scan with a trained model bundle",
+        description="Group positions as in training, predict patches in batches, stitch the full "
+        "object. Writes reconstruction.npz, amplitude/phase TIFF and PNG, metrics.json when "
+        "the data hold a ground truth, inference.json.",
+    )
+    infer.add_argument(
+        "--model", "--model_path", "--model-path", required=True, help="model bundle (.zip)"
+    )
+    infer.add_argument(
+        "--data", "--test_data", "--test-data", required=True, help="scan file (NPZ or CXI)"
+    )
+    infer.add_argument("--output-dir", "--output_dir", required=True, help="folder for the outputs")
+    infer.add_argument(
+        "--accelerator",
+        choices=ACCELERATORS,
+        default="auto",
+        help="auto (a GPU when present), cpu, gpu, cuda, mps",
+    )
+    infer.add_argument(
+        "--devices", default="auto", help="device indices (the first is used), or auto"
+    )
+    infer.add_argument(
+        "--num-workers", "--num_workers", type=int, default=0, help="DataLoader workers"
+    )
+    infer.add_argument(
+        "--inference-batch-size",
+        "--inference_batch_size",
+        type=_positive_int,
+        default=None,
+        help="groups per forward pass (default: the bundle's execution.inference_batch_size)",
+    )
+    infer.add_argument(
+        "--n-groups",
+        "--n_groups",
+        "--n-images",
+        "--n_images",
+        type=_positive_int,
+        default=None,
+        help="groups to predict (default: one per position)",
+    )
+    infer.add_argument(
+        "--nphotons",
+        type=_positive_float,
+        default=None,
+        help="photons per pattern for NPZ files with normalised amplitudes",
+    )
+    infer.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     example = sub.add_parser(
         "example",
         help="run the built-in example end to end",
@@ -620,6 +471,28 @@ def _run(args: argparse.Namespace) -> int:
             f"{summary['wall_time_s']:.1f} s; outputs in {args.output_dir}"
         )
         return 0
+    if args.command == "infer":
+        if args.num_workers < 0:
+            raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
+        devices = ExecutionConfig(devices=args.devices).devices
+        result = infer_scan(
+            args.model, args.data, args.output_dir, accelerator=args.accelerator, devices=devices,
+            num_workers=args.num_workers, inference_batch_size=args.inference_batch_size,
+            n_groups=args.n_groups, photons_per_pattern=args.nphotons,
+            progress=False if args.no_progress else None,
+        )  # fmt: skip
+        print(
+            f"reconstructed {args.data} at {result.patterns_per_second:.0f} patterns/s; wrote "
+            f"{', '.join(sorted(p.name for p in result.files.values()))} to {args.output_dir}"
+        )
+        if result.comparison is not None:
+            c = result.comparison
+            print(
+                f"against ground truth: phase SSIM {c.phase.ssim:.3f}, "
+                f"Pearson {c.phase.pearson:.3f}; "
+                f"amplitude SSIM {c.amplitude.ssim:.3f}, Pearson {c.amplitude.pearson:.3f}"
+            )
+        return 0
     if args.command == "example":
         config = _DEFAULTS.replace(n_positions=args.n_positions, seed=args.seed)
         return 0 if run_example(args.output_dir, config).ok else 1
@@ -631,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _run(args)
-    except (ScanFileError, ScanValidationError) as exc:
+    except (ScanFileError, ScanValidationError, BundleError) as exc:
         print(f"ptychopinn {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:

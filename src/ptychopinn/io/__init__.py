@@ -4,6 +4,7 @@ Depends on nothing else in the package except :mod:`ptychopinn.units`.
 """
 
 from .atomic import atomic_path
+from .bundle import BUNDLE_FORMAT_VERSION, BundleError, read_bundle, write_bundle
 from .cxi import read_cxi, write_cxi
 from .errors import ScanFileError, ScanValidationError
 from .formats import FORMATS, detect_format, format_for_output, read_scan, write_scan
@@ -13,6 +14,10 @@ from .npz import amplitudes_are_counts, read_npz, write_npz
 from .scan import PatternSource, Scan, ScanMetadata
 
 __all__ = [
+    "BUNDLE_FORMAT_VERSION",
+    "BundleError",
+    "read_bundle",
+    "write_bundle",
     "FORMATS",
     "FileReport",
     "HDF5Patterns",

@@ -8,17 +8,21 @@ from ..config import (
     PROBE_CALIBRATIONS,
     SCHEDULERS,
     STRATEGIES,
+    ExecutionConfig,
     RunConfig,
     load_run_config,
 )
-from ..io import FileReport, ScanFileError, ScanValidationError, inspect_file
+from ..io import BundleError, FileReport, ScanFileError, ScanValidationError, inspect_file
 from ..simulate import OBJECT_KINDS, PROBE_KINDS, SCAN_KINDS, SimulationConfig
+from .bundles import LoadedModel, load_model_bundle, save_model_bundle
 from .example import ExampleResult, run_example
 from .figures import plot_scan_overview
+from .inference import InferenceResult, Reconstruction, infer, predict_object
 from .simulation import simulate_to_file
 from .training import TrainResult, train
 
-train_model = train  # the CLI's name for it, beside its own `train` parser
+train_model = train  # the CLI's names, beside its own `train` and `infer` parsers
+infer_scan = infer
 
 __all__ = [
     "ACCELERATORS",
@@ -31,14 +35,24 @@ __all__ = [
     "SCAN_KINDS",
     "SCHEDULERS",
     "STRATEGIES",
+    "BundleError",
     "ExampleResult",
+    "ExecutionConfig",
+    "InferenceResult",
+    "LoadedModel",
+    "Reconstruction",
     "FileReport",
     "RunConfig",
     "ScanFileError",
     "ScanValidationError",
     "SimulationConfig",
     "TrainResult",
+    "infer",
+    "infer_scan",
     "inspect_file",
+    "load_model_bundle",
+    "predict_object",
+    "save_model_bundle",
     "load_run_config",
     "plot_scan_overview",
     "run_example",

@@ -32,6 +32,7 @@ from ..data import (
 )
 from ..io import Scan, atomic_path, read_scan
 from ..models import PINNModule
+from .bundles import save_model_bundle
 
 log = logging.getLogger("ptychopinn")
 
@@ -64,6 +65,8 @@ class TrainResult:
     best_checkpoint: Path | None
     last_checkpoint: Path | None
     summary: dict[str, Any]
+    bundle: Path | None = None
+    best_bundle: Path | None = None
 
 
 def calibrated_probe(scan: Scan, mean_counts: float, mode: str) -> tuple[np.ndarray, str | None]:
@@ -234,7 +237,9 @@ def train(
 
     Writes ``config.yaml`` (the effective configuration) first, Lightning checkpoints under
     ``checkpoints/`` while training (``last.ckpt`` always; the best by the monitored metric),
-    logs under the chosen logger's folder, and ``training_summary.json`` at the end.
+    logs under the chosen logger's folder, and at the end the model bundle ``model.zip``
+    (plus ``model_best.zip`` from the best checkpoint when there is validation data) and
+    ``training_summary.json``.
 
     Parameters
     ----------
@@ -306,7 +311,20 @@ def train(
         "last_checkpoint": str(last) if last else None,
         "notes": data.notes,
     }
+    bundle, best_bundle = output_dir / "model.zip", None
     if trainer.is_global_zero:
+        facts = dict(
+            photon_scale=float(data.scan.total_counts()[data.train.groups.indices].mean()),
+            training_data=config.data.train_data,
+            epochs_completed=trainer.current_epoch,
+        )
+        save_model_bundle(module, bundle, config, **facts)
+        if has_validation and best is not None and best.is_file():
+            best_bundle = output_dir / "model_best.zip"
+            best_module = PINNModule.load_from_checkpoint(best, map_location="cpu")
+            save_model_bundle(best_module, best_bundle, config, **facts, checkpoint=best.name)
+        summary["bundle"] = str(bundle)
+        summary["best_bundle"] = str(best_bundle) if best_bundle else None
         write_text_atomic(output_dir / "training_summary.json", json.dumps(summary, indent=2))
     return TrainResult(
         output_dir=output_dir,
@@ -318,6 +336,8 @@ def train(
         best_checkpoint=best,
         last_checkpoint=last,
         summary=summary,
+        bundle=bundle if trainer.is_global_zero else None,
+        best_bundle=best_bundle,
     )
 
 

@@ -1,0 +1,120 @@
+"""Saving a trained network as a model bundle and rebuilding it from one."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+
+from .. import __version__
+from ..config import RunConfig
+from ..io import BundleError, read_bundle, write_bundle
+from ..models import PINNModule
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A network rebuilt from a bundle, with the facts its manifest records."""
+
+    module: PINNModule
+    manifest: dict[str, Any]
+    config: RunConfig
+
+    @property
+    def gridsize(self) -> int:
+        return int(self.manifest["gridsize"])
+
+    @property
+    def pattern_size(self) -> int:
+        return int(self.manifest["pattern_size"])
+
+
+def save_model_bundle(
+    module: PINNModule, path: str | os.PathLike, config: RunConfig, **facts: Any
+) -> None:
+    """Write ``module`` and its configuration as a bundle (see :mod:`ptychopinn.io.bundle`).
+
+    Extra keyword facts (e.g. ``photon_scale``, ``training_scan``) go into the manifest.
+    """
+    hp = module.hparams
+    manifest = {
+        "package": "ptychopinn",
+        "package_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config.to_dict(),
+        "generator": config.model.generator,
+        "pattern_size": int(hp.size),
+        "gridsize": config.data.gridsize,
+        "channels": int(hp.channels),
+        "probe_modes": int(hp.probe_modes),
+        "input_scale": float(module.input_scale),
+        "has_mask": bool(module.mask is not None),
+        "probe_key": "net.forward_model.probe_real",
+        **facts,
+    }
+    write_bundle(path, manifest, dict(module.state_dict()))
+
+
+def load_model_bundle(path: str | os.PathLike) -> LoadedModel:
+    """Verify a bundle and rebuild its network on the CPU, in evaluation mode.
+
+    Raises
+    ------
+    BundleError
+        The bundle is untrustworthy or does not describe a network this package can build.
+    """
+    manifest, tensors = read_bundle(path)
+    source = os.fspath(path)
+    try:
+        config = RunConfig.from_dict(manifest["config"], source=f"{source}: manifest config")
+        module = PINNModule(
+            model=config.to_dict()["model"],
+            training=config.to_dict()["training"],
+            channels=int(manifest["channels"]),
+            size=int(manifest["pattern_size"]),
+            probe_modes=int(manifest["probe_modes"]),
+            learning_rate=config.execution.learning_rate,
+            scheduler=config.execution.scheduler,
+            input_scale=float(manifest["input_scale"]),
+            has_mask=bool(manifest["has_mask"]),
+        )
+        module.load_state_dict(tensors, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise BundleError(
+            f"manifest and weights do not describe a buildable network ({exc})", source=source
+        ) from None
+    module.eval()
+    return LoadedModel(module=module, manifest=manifest, config=config)
+
+
+def resolve_device(accelerator: str, devices: Any = "auto") -> torch.device:
+    """The torch device for single-process inference from Lightning-style options.
+
+    ``auto`` picks CUDA when present, then MPS, else the CPU. Inference runs in one process on
+    one device: ``devices`` as a list of indices picks the first; a count uses device 0.
+    """
+    index = devices[0] if isinstance(devices, (tuple, list)) and devices else 0
+    if accelerator == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", index)
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if accelerator in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"accelerator '{accelerator}' requested but no CUDA GPU is available")
+        return torch.device("cuda", index)
+    if accelerator == "mps":
+        if not (
+            getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+        ):
+            raise ValueError("accelerator 'mps' requested but MPS is not available")
+        return torch.device("mps")
+    if accelerator == "cpu":
+        return torch.device("cpu")
+    raise ValueError(
+        f"accelerator '{accelerator}' is not supported for inference (use auto, cpu, gpu, mps)"
+    )

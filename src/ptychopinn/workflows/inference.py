@@ -1,0 +1,194 @@
+"""Workflow: reconstruct a scan with a trained network (``ptychopinn infer``).
+
+Positions are grouped exactly as in training (the bundle's gridsize; never one pattern
+repeated C times), the network predicts mutually consistent patches in batches, and every
+patch is stitched into the full object with a weighted scatter-add (physics.md, "Stitching").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data import GroupedDiffraction, group_positions, make_dataloader
+from ..evaluation import ObjectComparison, compare_objects
+from ..io import Scan, read_scan
+from ..models import PINNModule
+from ..physics import PatchStitcher, canvas_shape, probe_weight
+from .bundles import load_model_bundle, resolve_device
+from .outputs import write_reconstruction
+
+
+@dataclass
+class Reconstruction:
+    """A full-field object with where it is valid, in object pixels.
+
+    Attributes
+    ----------
+    object : numpy.ndarray
+        complex64 ``(H, W)``, zero where not covered.
+    coverage : numpy.ndarray
+        bool ``(H, W)``.
+    weight_sum : numpy.ndarray
+        float32 ``(H, W)`` stitching denominator.
+    positions : numpy.ndarray
+        ``(n, 2)`` ``(y, x)`` scan positions used.
+    pixel_size_m : float or None
+        Object pixel size.
+    """
+
+    object: np.ndarray
+    coverage: np.ndarray
+    weight_sum: np.ndarray
+    positions: np.ndarray
+    pixel_size_m: float | None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def predict_object(
+    module: PINNModule,
+    scan: Scan,
+    *,
+    gridsize: int,
+    n_groups: int | None = None,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    num_workers: int = 0,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> Reconstruction:
+    """Predict patches for every group of a scan and stitch them into the full object.
+
+    Parameters
+    ----------
+    module : PINNModule
+        Trained network (its frozen input scale is used, never recomputed).
+    scan : Scan
+        Patterns to reconstruct (read lazily when the scan is lazy).
+    gridsize : int
+        Must be the gridsize the network was trained with.
+    n_groups : int, optional
+        Groups to predict; default one per position.
+    batch_size : int
+        Groups per forward pass.
+    device : torch.device or str
+    num_workers : int
+        DataLoader workers reading patterns.
+    seed : int
+        Fixes the grouping.
+    progress : bool, optional
+        Progress bar (default: on a terminal).
+    """
+    size = int(module.hparams.size)
+    if scan.pattern_size != size:
+        raise ValueError(
+            f"{scan.source}: patterns are {scan.pattern_size} pixels, the model expects {size}"
+        )
+    device = torch.device(device)
+    groups = group_positions(scan.positions, gridsize, n_groups, None, seed)
+    dataset = GroupedDiffraction(scan, groups, float(module.input_scale))
+    loader = make_dataloader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        seed=seed,
+    )
+    module = module.to(device).eval()
+    shape = (
+        scan.object.shape
+        if scan.object is not None
+        else canvas_shape(torch.from_numpy(scan.positions), size)
+    )
+    stitcher = PatchStitcher(
+        shape, probe_weight(module.net.forward_model.probe.detach()), device=device
+    )
+    positions = torch.from_numpy(scan.positions).to(device)
+    with torch.inference_mode():
+        for batch in tqdm(
+            loader,
+            desc="inference",
+            unit="batch",
+            disable=None if progress is None else not progress,
+        ):
+            x = batch["x"].to(device, non_blocking=True)
+            offsets = batch["offsets"].to(device, non_blocking=True)
+            patches, _ = module(x, offsets)
+            index = batch["indices"].to(device).reshape(-1)
+            stitcher.add(patches.reshape(-1, size, size), positions[index])
+    result = stitcher.result()
+    return Reconstruction(
+        object=result.object.cpu().numpy().astype(np.complex64),
+        coverage=result.coverage.cpu().numpy(),
+        weight_sum=result.weight_sum.cpu().numpy().astype(np.float32),
+        positions=scan.positions,
+        pixel_size_m=scan.pixel_size_m(),
+    )
+
+
+@dataclass
+class InferenceResult:
+    reconstruction: Reconstruction
+    comparison: ObjectComparison | None
+    files: dict[str, Path]
+    patterns_per_second: float
+
+
+def infer(
+    model: str | os.PathLike,
+    data: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    accelerator: str = "auto",
+    devices: Any = "auto",
+    num_workers: int = 0,
+    inference_batch_size: int | None = None,
+    n_groups: int | None = None,
+    photons_per_pattern: float | None = None,
+    progress: bool | None = None,
+) -> InferenceResult:
+    """Reconstruct ``data`` with the bundle ``model`` and write every output to ``output_dir``.
+
+    Writes ``reconstruction.npz``, ``amplitude.tiff``, ``phase.tiff``, ``amplitude.png``,
+    ``phase.png`` and, when the scan holds a ground-truth object, ``metrics.json``.
+    """
+    loaded = load_model_bundle(model)
+    scan = read_scan(data, photons_per_pattern=photons_per_pattern)
+    batch = inference_batch_size or loaded.config.execution.inference_batch_size
+    device = resolve_device(accelerator, devices)
+    started = time.perf_counter()
+    reconstruction = predict_object(
+        loaded.module, scan, gridsize=loaded.gridsize, n_groups=n_groups, batch_size=batch,
+        device=device, num_workers=num_workers, seed=loaded.config.execution.seed,
+        progress=progress,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    comparison = None
+    if scan.object is not None:
+        comparison = compare_objects(reconstruction.object, scan.object, reconstruction.coverage)
+    files = write_reconstruction(
+        reconstruction,
+        output_dir,
+        comparison=comparison,
+        title=f"{Path(data).name} with {Path(model).name}",
+    )
+    info = {
+        "model": os.fspath(model),
+        "data": os.fspath(data),
+        "device": str(device),
+        "batch_size": batch,
+        "seconds": elapsed,
+        "patterns": scan.n_patterns,
+        "patterns_per_second": scan.n_patterns / elapsed if elapsed > 0 else None,
+    }
+    (Path(output_dir) / "inference.json").write_text(json.dumps(info, indent=2))
+    return InferenceResult(reconstruction, comparison, files, info["patterns_per_second"] or 0.0)

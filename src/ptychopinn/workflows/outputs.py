@@ -1,0 +1,108 @@
+"""Writing reconstructions: arrays (NPZ, TIFF), pictures (PNG) and metrics (JSON)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tifffile  # noqa: E402
+
+from ..evaluation import ObjectComparison  # noqa: E402
+from ..io import atomic_path  # noqa: E402
+
+if TYPE_CHECKING:
+    from .inference import Reconstruction
+
+
+def _save_png(
+    image: np.ndarray, mask: np.ndarray, path: Path, title: str, label: str, cmap: str
+) -> None:
+    shown = np.where(mask, image, np.nan)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    handle = ax.imshow(shown, cmap=cmap, interpolation="nearest")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("x (pixels)")
+    ax.set_ylabel("y (pixels)")
+    fig.colorbar(handle, ax=ax, label=label)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def write_reconstruction(
+    reconstruction: Reconstruction,
+    output_dir: str | os.PathLike,
+    *,
+    comparison: ObjectComparison | None = None,
+    title: str = "reconstruction",
+) -> dict[str, Path]:
+    """Write a reconstruction's files atomically; returns them by name.
+
+    - ``reconstruction.npz``: ``object`` (complex64), ``amplitude``, ``phase`` (float32),
+      ``coverage`` (bool), ``weight_sum`` (float32), ``positions`` ((n, 2) float64, (y, x)
+      object pixels), ``pixel_size_m`` (float64, NaN when unknown);
+    - ``amplitude.tiff``, ``phase.tiff``: float32 images;
+    - ``amplitude.png``, ``phase.png``: pictures with colour bars (uncovered pixels blank);
+    - ``metrics.json`` when a comparison with ground truth is given.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    obj = reconstruction.object
+    amplitude = np.abs(obj).astype(np.float32)
+    phase = np.angle(obj).astype(np.float32)
+    files = {
+        name: out / name
+        for name in (
+            "reconstruction.npz",
+            "amplitude.tiff",
+            "phase.tiff",
+            "amplitude.png",
+            "phase.png",
+        )
+    }
+    with atomic_path(files["reconstruction.npz"]) as tmp, open(tmp, "wb") as handle:
+        np.savez(
+            handle,
+            object=obj.astype(np.complex64),
+            amplitude=amplitude,
+            phase=phase,
+            coverage=reconstruction.coverage.astype(bool),
+            weight_sum=reconstruction.weight_sum.astype(np.float32),
+            positions=reconstruction.positions.astype(np.float64),
+            pixel_size_m=np.float64(
+                np.nan if reconstruction.pixel_size_m is None else reconstruction.pixel_size_m
+            ),
+        )
+    for name, image in (("amplitude.tiff", amplitude), ("phase.tiff", phase)):
+        with atomic_path(files[name]) as tmp:
+            tifffile.imwrite(tmp, image)
+    _save_png(
+        amplitude,
+        reconstruction.coverage,
+        files["amplitude.png"],
+        f"{title}: amplitude",
+        "amplitude",
+        "gray",
+    )
+    _save_png(
+        phase,
+        reconstruction.coverage,
+        files["phase.png"],
+        f"{title}: phase",
+        "phase (rad)",
+        "twilight",
+    )
+    if comparison is not None:
+        files["metrics.json"] = out / "metrics.json"
+        with atomic_path(files["metrics.json"]) as tmp:
+            tmp.write_text(json.dumps(comparison.to_dict(), indent=2))
+    return files
