@@ -62,12 +62,37 @@ class ObjectComparison:
 
 
 def covered_region(coverage: np.ndarray) -> tuple[int, int, int, int]:
-    """Bounding box ``(row0, row1, col0, col1)`` of the True pixels of a coverage mask."""
+    """A rectangle ``(row0, row1, col0, col1)`` (exclusive ends) lying wholly inside coverage.
+
+    Starts from the bounding box of the covered pixels and peels off, one at a time, the
+    edge row or column with the most uncovered pixels until none is left: every compared
+    pixel was reconstructed, and comparisons need no mask (SSIM works on rectangles).
+    """
     rows = np.flatnonzero(coverage.any(axis=1))
     cols = np.flatnonzero(coverage.any(axis=0))
     if rows.size == 0:
         raise ValueError("the coverage mask is empty: nothing to compare")
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    while r1 > r0 and c1 > c0:
+        box = coverage[r0:r1, c0:c1]
+        if box.all():
+            return r0, r1, c0, c1
+        gaps = {
+            "top": int((~box[0]).sum()),
+            "bottom": int((~box[-1]).sum()),
+            "left": int((~box[:, 0]).sum()),
+            "right": int((~box[:, -1]).sum()),
+        }
+        worst = max(gaps, key=gaps.get)
+        if worst == "top":
+            r0 += 1
+        elif worst == "bottom":
+            r1 -= 1
+        elif worst == "left":
+            c0 += 1
+        else:
+            c1 -= 1
+    raise ValueError("the coverage mask holds no rectangle to compare")
 
 
 def _channel(reference: np.ndarray, estimate: np.ndarray) -> ChannelMetrics:
@@ -122,7 +147,8 @@ def compare_objects(
     reconstruction, reference : numpy.ndarray
         Complex objects of the same shape ``(H, W)``, on the same pixel grid.
     coverage : numpy.ndarray, optional
-        Boolean ``(H, W)``; comparison uses its bounding box (default: everything).
+        Boolean ``(H, W)``; comparison uses the rectangle of :func:`covered_region`
+        (default: everything).
     register : bool
         Register the sub-pixel shift by phase cross-correlation first.
     remove_ramp : bool

@@ -16,6 +16,7 @@ from .overlap import (
     extract_from_region,
     merge_patches,
     probe_weight,
+    region_positions,
     region_size,
 )
 from .propagation import far_field, far_field_inverse, fresnel_propagate, fresnel_transfer_function
@@ -41,6 +42,7 @@ __all__ = [
     "merge_patches",
     "poisson_nll",
     "probe_weight",
+    "region_positions",
     "region_size",
     "scatter_patches",
     "stitch_patches",

@@ -50,10 +50,29 @@ def disk_weight(size: int, radius: float, *, device=None, dtype=torch.float32) -
 
 
 def region_size(offsets: torch.Tensor, patch_size: int) -> int:
-    """Smallest even canvas size that holds every patch of every group (plus one bilinear pixel)."""
+    """Smallest even canvas size that holds every patch of every group.
+
+    Allows for the offsets, the half-pixel frame shift of :func:`region_positions` and the
+    extra bilinear pixel.
+    """
     reach = float(offsets.abs().max()) if offsets.numel() else 0.0
-    size = patch_size + 2 * math.ceil(reach) + 2
+    size = patch_size + 2 * math.ceil(reach + 0.5) + 2
     return size + (size % 2)
+
+
+def region_positions(offsets: torch.Tensor, canvas_size: int) -> torch.Tensor:
+    """Canvas coordinates of a group's patches: offsets about the canvas centre ``M//2``.
+
+    The frame is shifted by the fractional part of the first member's offset, so that it is
+    anchored on a real scan position: when the scan positions are whole pixels, every patch
+    lands on whole canvas pixels and merge/extract involve no interpolation at all. (Any
+    common shift of the frame is allowed: merge and extract use the same coordinates.)
+    """
+    anchor = offsets[:, :1, :]
+    centre = torch.tensor(
+        [canvas_size // 2, canvas_size // 2], dtype=offsets.dtype, device=offsets.device
+    )
+    return offsets - (anchor - torch.round(anchor)) + centre
 
 
 def merge_patches(
@@ -70,12 +89,12 @@ def merge_patches(
     patches : torch.Tensor
         Complex patches ``(B, C, N, N)``: C patches per group.
     offsets : torch.Tensor
-        Offsets ``r_k = pos_k - centroid`` in pixels, ``(B, C, 2)`` as ``(y, x)``.
+        Offsets ``r_k = pos_k - centroid`` in pixels, ``(B, C, 2)`` as ``(y, x)``; the
+        patches sit at :func:`region_positions` on the canvas.
     weight : torch.Tensor
         Real window ``(N, N)`` (see :func:`probe_weight`, :func:`disk_weight`).
     canvas_size : int, optional
-        Side M of the square region canvas, whose pixel ``(M//2, M//2)`` is the centroid.
-        Default: :func:`region_size`.
+        Side M of the square region canvas. Default: :func:`region_size`.
     threshold : float
         Canvas pixels with weight sum at or below this are set to zero.
 
@@ -93,8 +112,7 @@ def merge_patches(
         )
     n = patches.shape[-1]
     size = canvas_size if canvas_size is not None else region_size(offsets, n)
-    centre = torch.tensor([size // 2, size // 2], dtype=offsets.dtype, device=offsets.device)
-    canvas_positions = offsets + centre
+    canvas_positions = region_positions(offsets, size)
     w = weight.to(device=patches.device, dtype=patches.real.dtype)
     numerator = scatter_patches(patches * w, canvas_positions, (size, size))
     denominator = scatter_patches(
@@ -115,7 +133,7 @@ def extract_from_region(
     Parameters
     ----------
     region : torch.Tensor
-        Regions ``(B, M, M)`` with the group centroid at pixel ``(M//2, M//2)``.
+        Regions ``(B, M, M)`` from :func:`merge_patches`.
     offsets : torch.Tensor
         Offsets ``(B, C, 2)`` in pixels.
     patch_size : int
@@ -126,9 +144,7 @@ def extract_from_region(
     torch.Tensor
         Patches ``(B, C, N, N)``.
     """
-    size = region.shape[-1]
-    centre = torch.tensor([size // 2, size // 2], dtype=offsets.dtype, device=offsets.device)
-    return extract_patches(region, offsets + centre, patch_size)
+    return extract_patches(region, region_positions(offsets, region.shape[-1]), patch_size)
 
 
 def enforce_overlap(
