@@ -75,7 +75,7 @@ def test_training_writes_bundles_and_they_round_trip_bit_identically(trained, sc
     assert trained.bundle.is_file() and trained.best_bundle.is_file()
     loaded = load_model_bundle(trained.bundle)
     assert loaded.gridsize == 2 and loaded.pattern_size == 16
-    assert loaded.manifest["generator"] == "hybrid" and loaded.manifest["format_version"] == 1
+    assert loaded.manifest["generator"] == "fno" and loaded.manifest["format_version"] == 1
     assert loaded.manifest["input_scale"] == pytest.approx(float(trained.module.input_scale))
     assert isinstance(loaded.config, RunConfig)
     scan = read_scan(scan_file)

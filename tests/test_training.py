@@ -77,7 +77,7 @@ def test_every_execution_flag_reaches_the_trainer_loader_and_optimiser(scan_file
         scan_file,
         tmp_path,
         "--generator",
-        "fno",
+        "hybrid",
         "--gridsize",
         "2",
         "--n-groups",
@@ -152,7 +152,7 @@ def test_every_execution_flag_reaches_the_trainer_loader_and_optimiser(scan_file
     assert stopper.patience == 5
     timer = next(cb for cb in trainer.callbacks if isinstance(cb, Timer))
     assert timer._duration == 600
-    assert isinstance(result.module.net.generator, FNOGenerator)
+    assert isinstance(result.module.net.generator, HybridGenerator)
     assert len(loader.dataset) == 20 and loader.dataset[0]["x"].shape == (4, 16, 16)
     assert result.val_loader is not None
     # the seed reached the split and the grouping
@@ -160,7 +160,7 @@ def test_every_execution_flag_reaches_the_trainer_loader_and_optimiser(scan_file
     # outputs: effective configuration, checkpoints, per-epoch logs, summary
     out = Path(args.output_dir)
     written = yaml.safe_load((out / "config.yaml").read_text())
-    assert written["execution"]["seed"] == 7 and written["model"]["generator"] == "fno"
+    assert written["execution"]["seed"] == 7 and written["model"]["generator"] == "hybrid"
     assert (out / "checkpoints" / "last.ckpt").is_file()
     with open(Path(trainer.logger.log_dir) / "metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -185,7 +185,7 @@ def test_default_generator_and_other_choices_reach_the_network(scan_file, tmp_pa
         "plateau",
     )
     result = train(config, args.output_dir)
-    assert isinstance(result.module.net.generator, HybridGenerator)
+    assert isinstance(result.module.net.generator, FNOGenerator)  # the measured best
     assert result.trainer.logger is None
     assert isinstance(
         result.trainer.lr_scheduler_configs[0].scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau

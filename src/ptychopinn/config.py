@@ -166,7 +166,7 @@ class ModelConfig(_Section):
     """
 
     _section = "model"
-    generator: str = "hybrid"
+    generator: str = "fno"  # best measured: docs/benchmarks.md
     width: int = 16
     depth: int = 3
     modes: int = 12

@@ -241,7 +241,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
 
     model = parser.add_argument_group("model")
     add(model, "--generator", dest="model__generator", choices=GENERATOR_NAMES,
-        help="generator network (default: hybrid)")
+        help="generator network (default: fno, the best measured)")
     add(model, "--width", dest="model__width", type=_positive_int,
         help="network width / filter scale")
     add(model, "--depth", dest="model__depth", type=_positive_int, help="stages or spectral blocks")
