@@ -32,7 +32,9 @@ GENERATORS = ("cnn", "fno", "hybrid")
 GRIDSIZES = (1, 2)
 
 
-def run_one(scan_path: str, generator: str, gridsize: int, budget: float, batch_size: int, lr: float) -> dict:
+def run_one(
+    scan_path: str, generator: str, gridsize: int, budget: float, batch_size: int, lr: float
+) -> dict:
     import logging
 
     logging.disable(logging.WARNING)
@@ -45,19 +47,29 @@ def run_one(scan_path: str, generator: str, gridsize: int, budget: float, batch_
 
     torch.set_num_threads(os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as out:
-        config = load_run_config(overrides={
-            "data": {"train_data": scan_path, "gridsize": gridsize},
-            "model": {"generator": generator},
-            "training": {"epochs": 10_000, "time_budget_s": budget},
-            "execution": {"accelerator": "cpu", "logger": "none", "progress_bar": False,
-                          "batch_size": batch_size, "learning_rate": lr, "seed": 0},
-        })
+        config = load_run_config(
+            overrides={
+                "data": {"train_data": scan_path, "gridsize": gridsize},
+                "model": {"generator": generator},
+                "training": {"epochs": 10_000, "time_budget_s": budget},
+                "execution": {
+                    "accelerator": "cpu",
+                    "logger": "none",
+                    "progress_bar": False,
+                    "batch_size": batch_size,
+                    "learning_rate": lr,
+                    "seed": 0,
+                },
+            }
+        )
         result = train(config, out)
         steps = result.trainer.global_step
         wall = result.summary["wall_time_s"]
         scan = read_scan(scan_path)
         started = time.perf_counter()
-        recon = predict_object(result.module, scan, gridsize=gridsize, batch_size=256, progress=False)
+        recon = predict_object(
+            result.module, scan, gridsize=gridsize, batch_size=256, progress=False
+        )
         infer_s = time.perf_counter() - started
         comparison = compare_objects(recon.object, scan.object, recon.coverage)
     return {
@@ -80,8 +92,12 @@ def run_one(scan_path: str, generator: str, gridsize: int, budget: float, batch_
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", type=float, default=60.0, help="training seconds per run (default 60)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--budget", type=float, default=60.0, help="training seconds per run (default 60)"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--generators", nargs="+", default=list(GENERATORS), choices=GENERATORS)
@@ -94,7 +110,9 @@ def main() -> int:
 
     if args._one:  # child process: one configuration
         generator, gridsize, budget = args._one
-        row = run_one(args._scan, generator, int(gridsize), float(budget), args.batch_size, args.learning_rate)
+        row = run_one(
+            args._scan, generator, int(gridsize), float(budget), args.batch_size, args.learning_rate
+        )
         print("RESULT " + json.dumps(row))
         return 0
 
@@ -108,33 +126,58 @@ def main() -> int:
     rows = []
     for generator in args.generators:
         for gridsize in args.gridsizes:
-            command = [sys.executable, __file__, "--_one", generator, str(gridsize), str(args.budget),
-                       "--_scan", str(scan_path), "--batch-size", str(args.batch_size),
-                       "--learning-rate", str(args.learning_rate)]
+            command = [
+                sys.executable,
+                __file__,
+                "--_one",
+                generator,
+                str(gridsize),
+                str(args.budget),
+                "--_scan",
+                str(scan_path),
+                "--batch-size",
+                str(args.batch_size),
+                "--learning-rate",
+                str(args.learning_rate),
+            ]
             done = subprocess.run(command, capture_output=True, text=True)
             line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if line is None:
                 print(done.stdout[-2000:], done.stderr[-4000:], file=sys.stderr)
                 raise SystemExit(f"{generator} g={gridsize} failed")
-            rows.append(json.loads(line[len("RESULT "):]))
+            rows.append(json.loads(line[len("RESULT ") :]))
             print(f"done: {generator} g={gridsize}", file=sys.stderr)
 
-    header = (f"{'generator':<9} {'g':>2} {'epochs':>6} {'groups/s':>9} {'patterns/s':>10} {'peak MB':>8} "
-              f"{'params':>9} {'phase SSIM':>10} {'phase r':>8} {'amp SSIM':>9} {'amp r':>7}")
+    header = (
+        f"{'generator':<9} {'g':>2} {'epochs':>6} {'groups/s':>9} {'patterns/s':>10} "
+        f"{'peak MB':>8} {'params':>9} {'phase SSIM':>10} {'phase r':>8} {'amp SSIM':>9} {'amp r':>7}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['generator']:<9} {r['gridsize']:>2} {r['epochs']:>6} {r['groups_per_s']:>9.1f} "
-              f"{r['patterns_per_s']:>10.1f} {r['peak_rss_mb']:>8.0f} {r['parameters']:>9d} "
-              f"{r['phase_ssim']:>10.3f} {r['phase_pearson']:>8.3f} {r['amplitude_ssim']:>9.3f} "
-              f"{r['amplitude_pearson']:>7.3f}")
+        print(
+            f"{r['generator']:<9} {r['gridsize']:>2} {r['epochs']:>6} {r['groups_per_s']:>9.1f} "
+            f"{r['patterns_per_s']:>10.1f} {r['peak_rss_mb']:>8.0f} {r['parameters']:>9d} "
+            f"{r['phase_ssim']:>10.3f} {r['phase_pearson']:>8.3f} {r['amplitude_ssim']:>9.3f} "
+            f"{r['amplitude_pearson']:>7.3f}"
+        )
     report = {
         "benchmark": "training",
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "python": platform.python_version()},
-        "scan": {"pattern_size": scan_config.pattern_size, "n_positions": scan_config.n_positions,
-                 "photons_per_pattern": scan_config.photons_per_pattern, "object": scan_config.object_kind},
-        "budget_s": args.budget, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "scan": {
+            "pattern_size": scan_config.pattern_size,
+            "n_positions": scan_config.n_positions,
+            "photons_per_pattern": scan_config.photons_per_pattern,
+            "object": scan_config.object_kind,
+        },
+        "budget_s": args.budget,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
         "rows": rows,
     }
     output = Path(args.output)

@@ -89,16 +89,20 @@ def test_bad_output_suffix_and_bad_values_are_usage_errors(tmp_path, capsys):
     assert not (tmp_path / "s.npz").exists()
 
 
-def test_example_writes_scan_files_and_a_picture(tmp_path, capsys):
+def test_example_runs_the_whole_pipeline(tmp_path, capsys):
     out = tmp_path / "example"
-    assert main(["example", "--output-dir", str(out), "--n-positions", "36"]) == 0
+    assert main(["example", "--output-dir", str(out), "--n-positions", "36", "--epochs", "1"]) == 0
     assert read_scan(out / "scan.npz").n_patterns == 36
     assert read_scan(out / "scan.cxi").n_patterns == 36
+    assert (out / "training" / "model.zip").is_file()
     import matplotlib.image
 
     picture = matplotlib.image.imread(out / "scan_overview.png")
     assert picture.ndim == 3 and picture.shape[0] > 300 and picture[..., :3].std() > 0.05
-    assert "problems: none" in capsys.readouterr().out
+    for name in ("amplitude.png", "phase.png", "reconstruction.npz", "metrics.json"):
+        assert (out / "reconstruction" / name).is_file()
+    printed = capsys.readouterr().out
+    assert "problems: none" in printed and "against the ground truth: phase SSIM" in printed
 
 
 def test_console_script_is_installed():

@@ -425,7 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     example = sub.add_parser(
         "example",
         help="run the built-in example end to end",
-        description="Simulate a small scan, write NPZ and CXI, inspect, draw.",
+        description="Simulate a scan, write NPZ and CXI, inspect them, train the network "
+        "briefly, reconstruct the scan and write pictures and metrics.",
     )
     example.add_argument(
         "--output-dir",
@@ -441,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"number of scan positions (default: {_DEFAULTS.n_positions})",
     )
     example.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="random seed")
+    example.add_argument(
+        "--epochs", type=_positive_int, default=10, help="training epochs (default 10)"
+    )
     return parser
 
 
@@ -495,7 +499,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "example":
         config = _DEFAULTS.replace(n_positions=args.n_positions, seed=args.seed)
-        return 0 if run_example(args.output_dir, config).ok else 1
+        return 0 if run_example(args.output_dir, config, epochs=args.epochs).ok else 1
     raise AssertionError(f"unhandled command {args.command}")  # argparse guards this
 
 

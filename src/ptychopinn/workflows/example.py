@@ -1,19 +1,25 @@
 """The built-in example: what the README's first command runs.
 
-Today: simulate a small scan, write it as NPZ and CXI, read both back, inspect them and draw
-an overview. Training, reconstruction and the report join as those parts land.
+Simulate a scan (written as NPZ and CXI, read back and inspected), train the
+physics-informed network on it briefly, reconstruct the scan with the trained model bundle,
+and write pictures and metrics against the ground truth.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import load_run_config
 from ..io import FileReport, inspect_file, read_scan
 from ..simulate import SimulationConfig
 from .figures import plot_scan_overview
+from .inference import InferenceResult, infer
 from .simulation import simulate_to_file
+from .training import train
 
 
 @dataclass
@@ -21,6 +27,7 @@ class ExampleResult:
     output_dir: Path
     files: dict[str, Path] = field(default_factory=dict)
     reports: list[FileReport] = field(default_factory=list)
+    inference: InferenceResult | None = None
 
     @property
     def ok(self) -> bool:
@@ -28,35 +35,65 @@ class ExampleResult:
 
 
 def run_example(
-    output_dir: str | os.PathLike, config: SimulationConfig | None = None, *, log=print
+    output_dir: str | os.PathLike,
+    config: SimulationConfig | None = None,
+    *,
+    epochs: int = 10,
+    gridsize: int = 2,
+    log=print,
 ) -> ExampleResult:
     """Run the built-in example into ``output_dir`` and return what it wrote and found.
 
-    ``config`` defaults to :class:`SimulationConfig` (the example's small scan).
+    ``config`` defaults to :class:`SimulationConfig` (576 patterns of 64 x 64).
     """
     config = config if config is not None else SimulationConfig()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = ExampleResult(output_dir=out)
     log(
-        f"[1/3] simulating {config.n_positions} patterns of {config.pattern_size}^2 "
+        f"[1/4] simulating {config.n_positions} patterns of {config.pattern_size}^2 "
         f"({config.object_kind} object, {config.probe} probe, "
         f"{config.photons_per_pattern:.3g} photons)"
     )
     for fmt in ("npz", "cxi"):
         path = out / f"scan.{fmt}"
         simulate_to_file(config, path)
-        result.files[fmt] = path
-    log("[2/3] inspecting what was written")
+        result.files[f"scan.{fmt}"] = path
+    plot_scan_overview(
+        read_scan(out / "scan.npz"), out / "scan_overview.png", title="simulated scan"
+    )
+    result.files["scan_overview.png"] = out / "scan_overview.png"
+
+    log("[2/4] inspecting what was written")
     for fmt in ("npz", "cxi"):
-        report = inspect_file(result.files[fmt])
+        report = inspect_file(result.files[f"scan.{fmt}"])
         result.reports.append(report)
         log(report.format_text())
-    log("[3/3] drawing the scan")
-    figure = out / "scan_overview.png"
-    plot_scan_overview(
-        read_scan(result.files["npz"]), figure, title="simulated scan (ground truth)"
+
+    log(f"[3/4] training the physics-informed network for {epochs} epochs (gridsize {gridsize})")
+    run = load_run_config(overrides={
+        "data": {"train_data": str(out / "scan.npz"), "gridsize": gridsize, "val_fraction": 0.1},
+        "training": {"epochs": epochs},
+        "execution": {"seed": config.seed, "progress_bar": sys.stderr.isatty()},
+    })  # fmt: skip
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    trained = train(run, out / "training")
+    result.files["model.zip"] = trained.bundle
+    log(f"      wrote {trained.bundle} ({trained.summary['wall_time_s']:.0f} s)")
+
+    log("[4/4] reconstructing the scan with the trained model")
+    result.inference = infer(
+        trained.bundle, out / "scan.npz", out / "reconstruction", progress=False
     )
-    result.files["overview"] = figure
-    log(f"done: wrote {', '.join(str(p) for p in result.files.values())}")
+    result.files.update(
+        {f"reconstruction/{name}": path for name, path in result.inference.files.items()}
+    )
+    comparison = result.inference.comparison
+    if comparison is not None:
+        log(
+            f"      against the ground truth: phase SSIM {comparison.phase.ssim:.3f} "
+            f"(Pearson {comparison.phase.pearson:.3f}), amplitude SSIM "
+            f"{comparison.amplitude.ssim:.3f} (Pearson {comparison.amplitude.pearson:.3f})"
+        )
+    log(f"done: pictures in {out / 'reconstruction'} (amplitude.png, phase.png), scan in {out}")
     return result
