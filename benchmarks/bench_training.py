@@ -150,7 +150,8 @@ def main() -> int:
 
     header = (
         f"{'generator':<9} {'g':>2} {'epochs':>6} {'groups/s':>9} {'patterns/s':>10} "
-        f"{'peak MB':>8} {'params':>9} {'phase SSIM':>10} {'phase r':>8} {'amp SSIM':>9} {'amp r':>7}"
+        f"{'peak MB':>8} {'params':>9} {'phase SSIM':>10} {'phase r':>8} "
+        f"{'amp SSIM':>9} {'amp r':>7}"
     )
     print(header)
     print("-" * len(header))
