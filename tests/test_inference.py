@@ -294,6 +294,18 @@ def test_infer_cli_reports_bad_bundles_clearly(scan_file, tmp_path, capsys):
     assert code == 1 and "not a model bundle" in capsys.readouterr().err
 
 
+def test_lazily_read_cxi_gives_the_same_reconstruction_as_npz(trained, scan_file, tmp_path):
+    scan = read_scan(scan_file)
+    cxi = tmp_path / "scan.cxi"
+    write_scan(scan, cxi)
+    lazy = read_scan(cxi)
+    assert lazy.is_lazy
+    module = load_model_bundle(trained.bundle).module
+    from_npz = predict_object(module, scan, gridsize=2, batch_size=6, progress=False)
+    from_cxi = predict_object(module, lazy, gridsize=2, batch_size=6, num_workers=1, progress=False)
+    assert np.array_equal(from_npz.object, from_cxi.object)
+
+
 def test_infer_refuses_a_scan_of_another_size(trained, tmp_path):
     other = simulate_scan(SimulationConfig(pattern_size=32, n_positions=9, step_px=4))
     with pytest.raises(ValueError, match="model expects 16"):

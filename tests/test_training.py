@@ -171,6 +171,31 @@ def test_every_execution_flag_reaches_the_trainer_loader_and_optimiser(scan_file
     assert summary["epochs_completed"] == 2
 
 
+def test_optional_loggers_are_used_or_refused_clearly(scan_file, tmp_path):
+    import importlib.util
+
+    for kind, module_name in (("tensorboard", "tensorboard"), ("mlflow", "mlflow")):
+        config, args = run_cli_config(
+            scan_file,
+            tmp_path / kind,
+            "--epochs",
+            "1",
+            "--logger",
+            kind,
+            "--accelerator",
+            "cpu",
+            "--num-nodes",
+            "1",
+        )
+        if importlib.util.find_spec(module_name) is None:
+            with pytest.raises(ValueError, match=f"needs the {kind} extra"):
+                train(config, args.output_dir)
+        else:
+            result = train(config, args.output_dir)
+            assert type(result.trainer.logger).__name__.lower().startswith(kind[:5])
+            assert result.trainer.num_nodes == 1
+
+
 def test_default_generator_and_other_choices_reach_the_network(scan_file, tmp_path):
     config, args = run_cli_config(
         scan_file,
