@@ -30,9 +30,7 @@ from pathlib import Path
 GENERATORS = ("cnn", "fno", "hybrid")
 
 
-def run_one(
-    generator: str, size: int, batch: int, patterns: int, device: str, gridsize: int
-) -> dict:
+def run_one(generator: str, size: int, batch: int, patterns: int, device: str, gridsize: int) -> dict:
     import numpy as np
     import torch
 
@@ -42,9 +40,7 @@ def run_one(
     from ptychopinn.workflows import predict_object
 
     torch.manual_seed(0)
-    scan = simulate_scan(
-        SimulationConfig(pattern_size=size, n_positions=patterns, step_px=size / 8, seed=0)
-    )
+    scan = simulate_scan(SimulationConfig(pattern_size=size, n_positions=patterns, step_px=size / 8, seed=0))
     module = PINNModule(
         model=asdict(ModelConfig(generator=generator)),
         training=asdict(TrainingConfig()),
@@ -126,18 +122,14 @@ def main() -> int:
                     str(args.gridsize),
                 ]
                 done = subprocess.run(command, capture_output=True, text=True)
-                line = next(
-                    (ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None
-                )
+                line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
                 if line is None:
                     print(done.stderr[-4000:], file=sys.stderr)
                     raise SystemExit(f"{generator} N={size} batch={batch} failed")
                 rows.append(json.loads(line[len("RESULT ") :]))
                 print(f"done: {generator} N={size} batch={batch}", file=sys.stderr)
 
-    print(
-        f"{'generator':<9} {'N':>4} {'batch':>6} {'patterns':>8} {'patterns/s':>11} {'peak MB':>8}"
-    )
+    print(f"{'generator':<9} {'N':>4} {'batch':>6} {'patterns':>8} {'patterns/s':>11} {'peak MB':>8}")
     for r in rows:
         print(
             f"{r['generator']:<9} {r['pattern_size']:>4} {r['batch_size']:>6} {r['patterns']:>8} "

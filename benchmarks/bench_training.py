@@ -32,9 +32,7 @@ GENERATORS = ("cnn", "fno", "hybrid")
 GRIDSIZES = (1, 2)
 
 
-def run_one(
-    scan_path: str, generator: str, gridsize: int, budget: float, batch_size: int, lr: float
-) -> dict:
+def run_one(scan_path: str, generator: str, gridsize: int, budget: float, batch_size: int, lr: float) -> dict:
     import logging
 
     logging.disable(logging.WARNING)
@@ -67,9 +65,7 @@ def run_one(
         wall = result.summary["wall_time_s"]
         scan = read_scan(scan_path)
         started = time.perf_counter()
-        recon = predict_object(
-            result.module, scan, gridsize=gridsize, batch_size=256, progress=False
-        )
+        recon = predict_object(result.module, scan, gridsize=gridsize, batch_size=256, progress=False)
         infer_s = time.perf_counter() - started
         comparison = compare_objects(recon.object, scan.object, recon.coverage)
     return {
@@ -95,9 +91,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--budget", type=float, default=60.0, help="training seconds per run (default 60)"
-    )
+    parser.add_argument("--budget", type=float, default=60.0, help="training seconds per run (default 60)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--generators", nargs="+", default=list(GENERATORS), choices=GENERATORS)

@@ -43,9 +43,7 @@ def test_offsets_are_relative_to_the_centroid():
     positions = scattered_positions()
     groups = group_positions(positions, gridsize=2, n_groups=50, seed=2)
     np.testing.assert_allclose(groups.offsets.sum(axis=1), 0, atol=1e-9)
-    np.testing.assert_allclose(
-        positions[groups.indices], groups.centroids[:, None] + groups.offsets
-    )
+    np.testing.assert_allclose(positions[groups.indices], groups.centroids[:, None] + groups.offsets)
 
 
 def test_more_groups_than_positions_draw_new_neighbour_sets():

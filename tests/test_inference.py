@@ -149,9 +149,7 @@ def test_pickle_payloads_never_run(trained, tmp_path):
     import hashlib
 
     manifest["payloads"]["weights.safetensors"]["sha256"] = hashlib.sha256(evil).hexdigest()
-    swapped = rewrite_bundle(
-        trained.bundle, tmp_path / "pickle.zip", manifest=manifest, weights=evil
-    )
+    swapped = rewrite_bundle(trained.bundle, tmp_path / "pickle.zip", manifest=manifest, weights=evil)
     with pytest.raises(BundleError, match="not a safetensors payload"):
         load_model_bundle(swapped)
     # a pickle beside the weights
@@ -195,17 +193,13 @@ def truth_module(trained, scan, gridsize):
     module = load_model_bundle(trained.bundle).module
     module.hparams.channels = gridsize**2
     module.net.generator = TruthLookup(scan, float(module.input_scale))
-    module.net.forward_model.probe_real.data = torch.view_as_real(
-        torch.from_numpy(scan.probe_modes)
-    )
+    module.net.forward_model.probe_real.data = torch.view_as_real(torch.from_numpy(scan.probe_modes))
     return module
 
 
 @pytest.mark.parametrize("gridsize", [1, 2])
 @pytest.mark.parametrize("jitter", [0.0, 0.7])
-def test_true_patches_through_real_physics_and_stitching_reproduce_the_object(
-    trained, gridsize, jitter
-):
+def test_true_patches_through_real_physics_and_stitching_reproduce_the_object(trained, gridsize, jitter):
     scan = simulate_scan(
         SimulationConfig(
             pattern_size=16,

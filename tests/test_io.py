@@ -111,9 +111,7 @@ def test_foreign_cxi_positions_come_from_metres(small_scan, tmp_path):
     with h5py.File(path, "a") as f:
         del f["entry_1/ptychopinn"]
     scan = read_cxi(path)
-    expected = (
-        small_scan.positions - small_scan.positions.min(axis=0) + small_scan.pattern_size // 2
-    )
+    expected = small_scan.positions - small_scan.positions.min(axis=0) + small_scan.pattern_size // 2
     np.testing.assert_allclose(scan.positions, expected, atol=1e-9)
 
 
@@ -193,9 +191,7 @@ def test_metadata_pickle_cannot_run_code(small_scan, tmp_path):
     path = tmp_path / "evil.npz"
     write_npz(small_scan, path)
     payload = io.BytesIO()
-    np.lib.format.write_array_header_1_0(
-        payload, {"descr": "|O", "fortran_order": False, "shape": ()}
-    )
+    np.lib.format.write_array_header_1_0(payload, {"descr": "|O", "fortran_order": False, "shape": ()})
     payload.write(pickle.dumps(Exploit()))
     with zipfile.ZipFile(path, "a") as archive, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the duplicate member name is the point
@@ -218,9 +214,7 @@ def test_metadata_pickle_cannot_run_code(small_scan, tmp_path):
         (dict(ycoords_start=np.zeros(3)), "xcoords_start", "differs from"),
     ],
 )
-def test_npz_missing_or_misshapen_keys_are_named(
-    small_scan, tmp_path, drop_or_change, key, fragment
-):
+def test_npz_missing_or_misshapen_keys_are_named(small_scan, tmp_path, drop_or_change, key, fragment):
     path = legacy_npz(tmp_path / "bad.npz", small_scan, **drop_or_change)
     with pytest.raises(ScanValidationError) as caught:
         read_npz(path)
@@ -384,9 +378,7 @@ def test_inspect_notes_an_uncalibrated_probe(small_scan, tmp_path):
 
 
 def test_beamstop_mask_survives_round_trip(tmp_path):
-    scan = simulate_scan(
-        SimulationConfig(pattern_size=16, n_positions=9, step_px=3, beamstop_radius_px=3)
-    )
+    scan = simulate_scan(SimulationConfig(pattern_size=16, n_positions=9, step_px=3, beamstop_radius_px=3))
     np.testing.assert_array_equal(scan.mask, beamstop_mask(16, 3))
     for suffix in (".npz", ".cxi"):
         back = read_scan(write_scan(scan, tmp_path / f"s{suffix}") or tmp_path / f"s{suffix}")

@@ -108,11 +108,7 @@ def test_diffraction_intensity_matches_numpy_and_modes_add_incoherently():
     patches = random_complex(4, n, n, seed=3)
     modes = random_complex(2, n, n, seed=4)
     expected = sum(
-        np.abs(
-            np.fft.fftshift(
-                np.fft.fft2(modes[m].numpy() * patches.numpy(), norm="ortho"), axes=(-2, -1)
-            )
-        )
+        np.abs(np.fft.fftshift(np.fft.fft2(modes[m].numpy() * patches.numpy(), norm="ortho"), axes=(-2, -1)))
         ** 2
         for m in range(2)
     )
@@ -138,9 +134,7 @@ def test_losses_ignore_masked_pixels():
     prediction[:, 0, 0] = 1000.0  # a wild value on a pixel the mask excludes
     mask = torch.ones(4, 4, dtype=torch.bool)
     mask[0, 0] = False
-    assert poisson_nll(prediction, counts, mask) == pytest.approx(
-        float(poisson_nll(counts, counts, mask))
-    )
+    assert poisson_nll(prediction, counts, mask) == pytest.approx(float(poisson_nll(counts, counts, mask)))
     assert float(amplitude_mae(prediction, counts, mask)) == pytest.approx(0.0, abs=1e-6)
     assert float(amplitude_mae(prediction, counts)) > 1.0
 
@@ -148,9 +142,7 @@ def test_losses_ignore_masked_pixels():
 # --- translation operators ---------------------------------------------------------------------
 def test_extract_at_integer_positions_is_slicing():
     image = random_complex(2, 40, 50, seed=5)
-    positions = torch.tensor(
-        [[[20.0, 25.0], [8.0, 8.0]], [[31.0, 41.0], [16.0, 30.0]]], dtype=torch.float64
-    )
+    positions = torch.tensor([[[20.0, 25.0], [8.0, 8.0]], [[31.0, 41.0], [16.0, 30.0]]], dtype=torch.float64)
     patches = extract_patches(image, positions, 16)
     for b in range(2):
         for k in range(2):
@@ -194,9 +186,7 @@ def test_translate_subpixel_agrees_with_the_fourier_shift_theorem_on_smooth_imag
 
 def test_extract_is_differentiable_in_positions():
     image = smooth_object(40, 40).to(torch.complex128)[None]
-    positions = torch.tensor(
-        [[[19.3, 20.6], [22.8, 17.1]]], dtype=torch.float64, requires_grad=True
-    )
+    positions = torch.tensor([[[19.3, 20.6], [22.8, 17.1]]], dtype=torch.float64, requires_grad=True)
 
     def loss(pos):
         return extract_patches(image, pos, 8).abs().pow(2).sum()
@@ -224,13 +214,9 @@ def group_from_object(obj, offsets, n):
 def test_merge_then_extract_returns_consistent_patches_unchanged_integer_offsets(device):
     n = 16
     obj = random_complex(64, 64, seed=9)  # rough on purpose: exactness must not rely on smoothness
-    offsets = torch.tensor(
-        [[-5.0, -4.0], [-5.0, 3.0], [4.0, -4.0], [3.0, 5.0]], dtype=torch.float64
-    )
+    offsets = torch.tensor([[-5.0, -4.0], [-5.0, 3.0], [4.0, -4.0], [3.0, 5.0]], dtype=torch.float64)
     patches = group_from_object(obj, offsets, n).to(device)
-    weight = probe_weight(random_complex(n, n, seed=10)).to(device) * disk_weight(
-        n, 6, device=device
-    )
+    weight = probe_weight(random_complex(n, n, seed=10)).to(device) * disk_weight(n, 6, device=device)
     out = extract_from_region(
         merge_patches(patches, offsets[None].to(device), weight)[0], offsets[None].to(device), n
     )
@@ -241,9 +227,7 @@ def test_merge_then_extract_returns_consistent_patches_unchanged_integer_offsets
 def test_merge_then_extract_subpixel_offsets_agree_to_interpolation_accuracy():
     n = 32
     obj = smooth_object(96, 96, seed=11)
-    offsets = torch.tensor(
-        [[-4.3, -3.8], [-4.1, 4.6], [3.7, -4.4], [4.2, 3.9]], dtype=torch.float64
-    )
+    offsets = torch.tensor([[-4.3, -3.8], [-4.1, 4.6], [3.7, -4.4], [4.2, 3.9]], dtype=torch.float64)
     patches = group_from_object(obj, offsets, n)
     weight = disk_weight(n, 12.0)
     out = enforce_overlap(patches, offsets[None], weight)
@@ -272,9 +256,7 @@ def test_overlap_constraint_is_a_projection():
     """Inconsistent patches become consistent; enforcing twice changes nothing more."""
     n = 16
     patches = random_complex(2, 4, n, n, seed=12)
-    offsets = torch.tensor(
-        [[[-4.0, -4.0], [-4.0, 4.0], [4.0, -4.0], [4.0, 4.0]]] * 2, dtype=torch.float64
-    )
+    offsets = torch.tensor([[[-4.0, -4.0], [-4.0, 4.0], [4.0, -4.0], [4.0, 4.0]]] * 2, dtype=torch.float64)
     weight = disk_weight(n, 7.0)
     once = enforce_overlap(patches, offsets, weight)
     twice = enforce_overlap(once, offsets, weight)
@@ -304,12 +286,8 @@ def test_patch_cut_at_integer_position_is_stitched_back_exactly():
 
 def raster(n_side, step, start, jitter=0.0, seed=0):
     rng = np.random.default_rng(seed)
-    grid = np.stack(np.meshgrid(np.arange(n_side), np.arange(n_side), indexing="ij"), -1).reshape(
-        -1, 2
-    )
-    return torch.tensor(
-        grid * step + start + rng.uniform(-jitter, jitter, grid.shape), dtype=torch.float64
-    )
+    grid = np.stack(np.meshgrid(np.arange(n_side), np.arange(n_side), indexing="ij"), -1).reshape(-1, 2)
+    return torch.tensor(grid * step + start + rng.uniform(-jitter, jitter, grid.shape), dtype=torch.float64)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -94,10 +94,7 @@ def test_scan_kinds_have_the_requested_count_and_spacing(kind):
 def test_every_patch_of_every_scan_kind_lies_inside_the_object():
     for kind in SCAN_KINDS:
         scan = simulate_scan(TINY.replace(scan_kind=kind, jitter_px=1.0))  # Scan validates this
-        assert (
-            scan.positions.min() >= 8
-            and (scan.positions.max(axis=0) + 8 <= scan.object.shape).all()
-        )
+        assert scan.positions.min() >= 8 and (scan.positions.max(axis=0) + 8 <= scan.object.shape).all()
 
 
 def test_probes_are_centred_with_unit_power():
@@ -128,9 +125,7 @@ def test_probe_from_a_scan_file_is_used(small_scan, tmp_path):
     np.testing.assert_allclose(
         probe, small_scan.probe / np.linalg.norm(small_scan.probe), rtol=1e-5, atol=1e-7
     )
-    scan = simulate_scan(
-        SimulationConfig(pattern_size=32, n_positions=9, step_px=4, probe=str(path))
-    )
+    scan = simulate_scan(SimulationConfig(pattern_size=32, n_positions=9, step_px=4, probe=str(path)))
     np.testing.assert_allclose(scan.probe / np.linalg.norm(scan.probe), probe, rtol=1e-4, atol=1e-6)
     np.save(tmp_path / "p.npy", probe[:16, :16])
     with pytest.raises(ValueError, match="expected N = 32"):

@@ -137,17 +137,11 @@ def test_every_execution_flag_reaches_the_trainer_loader_and_optimiser(scan_file
     assert loader.batch_size == 5 and loader.num_workers == 1 and loader.pin_memory
     optimizer = trainer.optimizers[0]
     assert optimizer.param_groups[0]["initial_lr"] == pytest.approx(3e-3)
-    assert isinstance(
-        trainer.lr_scheduler_configs[0].scheduler, torch.optim.lr_scheduler.CosineAnnealingLR
-    )
+    assert isinstance(trainer.lr_scheduler_configs[0].scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
     assert isinstance(trainer.logger, CSVLogger)
     assert trainer.progress_bar_callback is None
     checkpoint = next(cb for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint))
-    assert (
-        checkpoint.save_top_k == 2
-        and checkpoint._every_n_epochs == 1
-        and checkpoint.monitor == "val_loss"
-    )
+    assert checkpoint.save_top_k == 2 and checkpoint._every_n_epochs == 1 and checkpoint.monitor == "val_loss"
     stopper = next(cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping))
     assert stopper.patience == 5
     timer = next(cb for cb in trainer.callbacks if isinstance(cb, Timer))
@@ -231,10 +225,7 @@ class StepRecorder:
 
     def __call__(self, optimizer, args, kwargs):
         grads = [
-            p.grad.abs().max()
-            for g in optimizer.param_groups
-            for p in g["params"]
-            if p.grad is not None
+            p.grad.abs().max() for g in optimizer.param_groups for p in g["params"] if p.grad is not None
         ]
         self.max_grad.append(float(torch.stack(grads).max()))
 
@@ -282,9 +273,7 @@ def test_gradient_accumulation_and_clipping_act_on_the_optimizer_steps(scan_file
     plain, plain_steps = fit_recording_steps(scan_file, tmp_path, "plain")
     batches = len(plain.train_loader)  # 36 groups / 6
     assert len(plain_steps.max_grad) == batches == plain.trainer.global_step
-    accumulated, acc_steps = fit_recording_steps(
-        scan_file, tmp_path, "acc", "--accumulate-grad-batches", "3"
-    )
+    accumulated, acc_steps = fit_recording_steps(scan_file, tmp_path, "acc", "--accumulate-grad-batches", "3")
     assert len(acc_steps.max_grad) == batches // 3 == accumulated.trainer.global_step
     assert max(plain_steps.max_grad) > 1e-3
     _, clipped = fit_recording_steps(
@@ -512,9 +501,7 @@ def test_neighbourhood_must_hold_a_group():
 
 def test_cli_refuses_bad_values_before_training(scan_file, tmp_path, capsys):
     out = tmp_path / "never"
-    code = main(
-        ["train", "--train-data", str(scan_file), "--output-dir", str(out), "--devices", "zero"]
-    )
+    code = main(["train", "--train-data", str(scan_file), "--output-dir", str(out), "--devices", "zero"])
     assert code == 2 and "execution.devices" in capsys.readouterr().err
     assert not out.exists()
     code = main(["train", "--train-data", str(tmp_path / "missing.npz"), "--output-dir", str(out)])

@@ -64,11 +64,7 @@ class _Section:
         value = getattr(self, name)
         if value is None and optional:
             return
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             self._fail(name, "must be a finite number")
         if minimum is not None and (value <= minimum if strict else value < minimum):
             self._fail(name, f"must be {'>' if strict else '>='} {minimum}")
@@ -296,17 +292,11 @@ class ExecutionConfig(_Section):
                 return
             try:
                 parsed: Any = (
-                    [int(part) for part in text.split(",") if part.strip()]
-                    if "," in text
-                    else int(text)
+                    [int(part) for part in text.split(",") if part.strip()] if "," in text else int(text)
                 )
             except ValueError:
-                self._fail(
-                    "devices", "must be auto, a count (-1 for all), or a list of indices like 0,1"
-                )
-            object.__setattr__(
-                self, "devices", tuple(parsed) if isinstance(parsed, list) else parsed
-            )
+                self._fail("devices", "must be auto, a count (-1 for all), or a list of indices like 0,1")
+            object.__setattr__(self, "devices", tuple(parsed) if isinstance(parsed, list) else parsed)
             devices = self.devices
         if isinstance(devices, list):
             object.__setattr__(self, "devices", tuple(devices))
@@ -317,14 +307,8 @@ class ExecutionConfig(_Section):
             ):
                 self._fail("devices", "a list of devices must hold indices >= 0")
             return
-        if (
-            isinstance(devices, bool)
-            or not isinstance(devices, int)
-            or (devices < 1 and devices != -1)
-        ):
-            self._fail(
-                "devices", "must be auto, a count >= 1 (or -1 for all), or a list of indices"
-            )
+        if isinstance(devices, bool) or not isinstance(devices, int) or (devices < 1 and devices != -1):
+            self._fail("devices", "must be auto, a count >= 1 (or -1 for all), or a list of indices")
 
     def resolved_monitor(self, has_validation: bool) -> str:
         """The metric checkpoints and early stopping watch (``auto``: val_loss or train_loss)."""
@@ -364,15 +348,11 @@ class RunConfig:
     def updated(self, values: dict[str, Any], *, source: str = "configuration") -> RunConfig:
         """A copy with the given ``{section: {field: value}}`` applied (unknown keys refused)."""
         if not isinstance(values, dict):
-            raise ValueError(
-                f"{source}: expected a mapping of sections, got {type(values).__name__}"
-            )
+            raise ValueError(f"{source}: expected a mapping of sections, got {type(values).__name__}")
         sections = {}
         for name, section_values in values.items():
             if name not in _SECTIONS:
-                raise ValueError(
-                    f"{source}: unknown section '{name}' (known: {', '.join(_SECTIONS)})"
-                )
+                raise ValueError(f"{source}: unknown section '{name}' (known: {', '.join(_SECTIONS)})")
             if section_values is None:
                 continue
             if not isinstance(section_values, dict):
@@ -404,9 +384,7 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         else:
             values = yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ValueError(
-            f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
-        ) from None
+        raise ValueError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
     return values or {}
 
 
@@ -419,11 +397,7 @@ def load_run_config(
         config = config.updated(read_config_file(config_file), source=os.fspath(config_file))
     if overrides:
         config = config.updated(
-            {
-                name: {k: v for k, v in values.items()}
-                for name, values in overrides.items()
-                if values
-            },
+            {name: {k: v for k, v in values.items()} for name, values in overrides.items() if values},
             source="command line",
         )
     return config

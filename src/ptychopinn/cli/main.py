@@ -18,18 +18,22 @@ from ..workflows import (
     LOGGERS,
     LOSSES,
     OBJECT_KINDS,
+    OPTIMIZERS,
     PROBE_CALIBRATIONS,
+    REFINE_LOSSES,
     SCAN_KINDS,
     SCHEDULERS,
     STRATEGIES,
     BundleError,
     ExecutionConfig,
+    RefinementConfig,
     ScanFileError,
     ScanValidationError,
     SimulationConfig,
     infer_scan,
     inspect_file,
     load_run_config,
+    reconstruct_scan,
     run_example,
     simulate_to_file,
     train_model,
@@ -81,8 +85,7 @@ def _add_simulation_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--probe",
         default=d.probe,
-        help="'focused', 'gaussian', or a file (NPZ, CXI, .npy) holding an N x N probe "
-        f"(default: {d.probe})",
+        help=f"'focused', 'gaussian', or a file (NPZ, CXI, .npy) holding an N x N probe (default: {d.probe})",
     )
     group.add_argument(
         "--scan",
@@ -334,9 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulate a scan and write it as NPZ or CXI",
         description="Simulate a ptychographic scan (ground truth included).",
     )
-    simulate.add_argument(
-        "--output", "-o", required=True, help="output file: .npz or .cxi (.h5, .hdf5)"
-    )
+    simulate.add_argument("--output", "-o", required=True, help="output file: .npz or .cxi (.h5, .hdf5)")
     simulate.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_simulation_options(simulate)
 
@@ -362,9 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
         "training_summary.json to --output-dir.",
     )
     train.add_argument("--output-dir", "--output_dir", required=True, help="folder for all outputs")
-    train.add_argument(
-        "--config", help="YAML or JSON file with data/model/training/execution sections"
-    )
+    train.add_argument("--config", help="YAML or JSON file with data/model/training/execution sections")
     train.add_argument(
         "--resume",
         metavar="PATH",
@@ -379,12 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
         "object. Writes reconstruction.npz, amplitude/phase TIFF and PNG, metrics.json when "
         "the data hold a ground truth, inference.json.",
     )
-    infer.add_argument(
-        "--model", "--model_path", "--model-path", required=True, help="model bundle (.zip)"
-    )
-    infer.add_argument(
-        "--data", "--test_data", "--test-data", required=True, help="scan file (NPZ or CXI)"
-    )
+    infer.add_argument("--model", "--model_path", "--model-path", required=True, help="model bundle (.zip)")
+    infer.add_argument("--data", "--test_data", "--test-data", required=True, help="scan file (NPZ or CXI)")
     infer.add_argument("--output-dir", "--output_dir", required=True, help="folder for the outputs")
     infer.add_argument(
         "--accelerator",
@@ -392,12 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto (a GPU when present), cpu, gpu, cuda, mps",
     )
-    infer.add_argument(
-        "--devices", default="auto", help="device indices (the first is used), or auto"
-    )
-    infer.add_argument(
-        "--num-workers", "--num_workers", type=int, default=0, help="DataLoader workers"
-    )
+    infer.add_argument("--devices", default="auto", help="device indices (the first is used), or auto")
+    infer.add_argument("--num-workers", "--num_workers", type=int, default=0, help="DataLoader workers")
     infer.add_argument(
         "--inference-batch-size",
         "--inference_batch_size",
@@ -422,6 +413,110 @@ def build_parser() -> argparse.ArgumentParser:
     )
     infer.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    rec = sub.add_parser(
+        "reconstruct",
+        help="reconstruct a scan: network prediction (optional), then physics refinement",
+        description="The one command for a scan. With --model: the network's prediction, "
+        "refined through the forward model. Without: refinement from a flat object, "
+        "optionally after a short training on the scan (--train-first). Writes the outputs "
+        "of infer plus the refined probe and positions (in reconstruction.npz), the loss "
+        "curve (loss.json, loss.png) and reconstruct.json.",
+    )
+    d = RefinementConfig()
+    rec.add_argument("data", metavar="DATA", help="scan file (NPZ or CXI)")
+    rec.add_argument("--output-dir", "--output_dir", required=True, help="folder for the outputs")
+    rec.add_argument("--model", "--model_path", help="model bundle whose prediction starts the refinement")
+    rec.add_argument(
+        "--train-first",
+        action="store_true",
+        help="without --model: train a network on the scan first (see --train-time-budget)",
+    )
+    rec.add_argument(
+        "--train-time-budget",
+        type=_positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="training time for --train-first (default 60)",
+    )
+    rec.add_argument(
+        "--time-budget",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="stop refining after this many seconds",
+    )
+    rec.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=d.epochs,
+        help=f"maximum refinement epochs (default {d.epochs})",
+    )
+    rec.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="lbfgs (default) or adam")
+    rec.add_argument(
+        "--learning-rate",
+        "--lr",
+        type=_positive_float,
+        default=None,
+        help=f"step size (default {d.learning_rate} for lbfgs, 0.02 for adam)",
+    )
+    rec.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help=f"positions per step (adam; default 16) or per chunk (lbfgs; default {d.batch_size})",
+    )
+    rec.add_argument(
+        "--loss", choices=REFINE_LOSSES, default=d.loss, help="poisson (default) or amplitude_mae"
+    )
+    rec.add_argument("--refine-probe", action="store_true", help="also refine the probe")
+    rec.add_argument(
+        "--probe-modes",
+        type=_positive_int,
+        default=None,
+        help="with --refine-probe: grow the probe to this many incoherent modes",
+    )
+    rec.add_argument("--correct-positions", action="store_true", help="also refine the scan positions")
+    rec.add_argument(
+        "--max-position-shift",
+        type=_positive_float,
+        default=d.max_position_shift_px,
+        metavar="PIXELS",
+        help=f"bound on position corrections (default {d.max_position_shift_px})",
+    )
+    rec.add_argument(
+        "--tv-weight",
+        type=_non_negative_float,
+        default=d.tv_weight,
+        help="total-variation prior weight for low dose (default 0: off)",
+    )
+    rec.add_argument(
+        "--tolerance",
+        type=_positive_float,
+        default=None,
+        help="stop when the loss changes by less than this (relative) for 5 epochs",
+    )
+    rec.add_argument(
+        "--accelerator",
+        choices=ACCELERATORS,
+        default="auto",
+        help="auto (a GPU when present), cpu, gpu, cuda, mps",
+    )
+    rec.add_argument("--devices", default="auto", help="device indices (the first is used), or auto")
+    rec.add_argument(
+        "--inference-batch-size",
+        type=_positive_int,
+        default=64,
+        help="groups per network forward pass (default 64)",
+    )
+    rec.add_argument("--seed", type=int, default=d.seed, help="fixes minibatch order and training")
+    rec.add_argument(
+        "--nphotons",
+        type=_positive_float,
+        default=None,
+        help="photons per pattern for NPZ files with normalised amplitudes",
+    )
+    rec.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     example = sub.add_parser(
         "example",
         help="run the built-in example end to end",
@@ -442,9 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"number of scan positions (default: {_DEFAULTS.n_positions})",
     )
     example.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="random seed")
-    example.add_argument(
-        "--epochs", type=_positive_int, default=10, help="training epochs (default 10)"
-    )
+    example.add_argument("--epochs", type=_positive_int, default=10, help="training epochs (default 10)")
     return parser
 
 
@@ -495,6 +588,42 @@ def _run(args: argparse.Namespace) -> int:
                 f"against ground truth: phase SSIM {c.phase.ssim:.3f}, "
                 f"Pearson {c.phase.pearson:.3f}; "
                 f"amplitude SSIM {c.amplitude.ssim:.3f}, Pearson {c.amplitude.pearson:.3f}"
+            )
+        return 0
+    if args.command == "reconstruct":
+        adam = args.optimizer == "adam"
+        refinement = RefinementConfig(
+            epochs=args.epochs,
+            time_budget_s=args.time_budget,
+            optimizer=args.optimizer,
+            learning_rate=args.learning_rate or (0.02 if adam else RefinementConfig.learning_rate),
+            batch_size=args.batch_size or (16 if adam else RefinementConfig.batch_size),
+            loss=args.loss,
+            refine_probe=args.refine_probe,
+            probe_modes=args.probe_modes,
+            correct_positions=args.correct_positions,
+            max_position_shift_px=args.max_position_shift,
+            tv_weight=args.tv_weight,
+            convergence_tolerance=args.tolerance,
+            seed=args.seed,
+        )
+        result = reconstruct_scan(
+            args.data, args.output_dir, model=args.model, train_first=args.train_first,
+            train_time_budget_s=args.train_time_budget, refinement=refinement,
+            accelerator=args.accelerator, devices=ExecutionConfig(devices=args.devices).devices,
+            inference_batch_size=args.inference_batch_size, photons_per_pattern=args.nphotons,
+            progress=False if args.no_progress else None,
+        )  # fmt: skip
+        print(
+            f"reconstructed {args.data} ({result.start} start) in {result.timings['total_s']:.1f} s; "
+            f"wrote {', '.join(sorted(p.name for p in result.files.values()))} to {args.output_dir}"
+        )
+        if result.comparison is not None:
+            c = result.comparison
+            print(
+                f"against ground truth: phase SSIM {c.phase.ssim:.3f}, "
+                f"Pearson {c.phase.pearson:.3f}; amplitude SSIM {c.amplitude.ssim:.3f}, "
+                f"Pearson {c.amplitude.pearson:.3f}"
             )
         return 0
     if args.command == "example":

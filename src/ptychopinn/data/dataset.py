@@ -54,9 +54,7 @@ class GroupedDiffraction(Dataset):
     """
 
     def __init__(self, scan: Scan, groups: Groups, scale: float, with_truth: bool = False):
-        if groups.indices.size and (
-            groups.indices.min() < 0 or groups.indices.max() >= scan.n_patterns
-        ):
+        if groups.indices.size and (groups.indices.min() < 0 or groups.indices.max() >= scan.n_patterns):
             raise ValueError("group indices fall outside the scan")
         if with_truth and scan.patches is None:
             raise ValueError(

@@ -98,9 +98,7 @@ def group_positions(
         indices = seeds[:, None].astype(np.int64)
     else:
         if n < channels:
-            raise ValueError(
-                f"gridsize {gridsize} needs at least C = {channels} positions, the scan has {n}"
-            )
+            raise ValueError(f"gridsize {gridsize} needs at least C = {channels} positions, the scan has {n}")
         k = k_neighbors if k_neighbors is not None else 2 * channels - 1
         if k < channels - 1:
             raise ValueError(f"k_neighbors = {k} must be >= C - 1 = {channels - 1}")
@@ -119,9 +117,7 @@ def group_positions(
     return Groups(indices=indices, offsets=members - centroids[:, None, :], centroids=centroids)
 
 
-def split_positions(
-    n_positions: int, val_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def split_positions(n_positions: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split of pattern indices into (train, validation), each sorted.
 
     The validation set holds ``round(val_fraction * n)`` positions (at least one when the

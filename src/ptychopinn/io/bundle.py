@@ -49,9 +49,7 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_bundle(
-    path: str | os.PathLike, manifest: dict[str, Any], tensors: dict[str, torch.Tensor]
-) -> None:
+def write_bundle(path: str | os.PathLike, manifest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     """Write a bundle atomically.
 
     Parameters
@@ -82,11 +80,7 @@ def write_bundle(
 def _check_member_names(archive: zipfile.ZipFile, source: str) -> None:
     names = archive.namelist()
     for name in names:
-        if (
-            name.startswith(("/", "\\"))
-            or ".." in name.replace("\\", "/").split("/")
-            or ":" in name
-        ):
+        if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/") or ":" in name:
             raise BundleError(f"refusing member with an unsafe path {name!r}", source=source)
     if len(names) != len(set(names)):
         raise BundleError("duplicate member names", source=source)
@@ -141,9 +135,7 @@ def read_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torc
             raise BundleError(f"manifest.json does not describe a {BUNDLE_FORMAT}", source=source)
         version = manifest.get("format_version")
         if not isinstance(version, int) or isinstance(version, bool):
-            raise BundleError(
-                f"manifest format_version {version!r} is not an integer", source=source
-            )
+            raise BundleError(f"manifest format_version {version!r} is not an integer", source=source)
         if version > BUNDLE_FORMAT_VERSION:
             raise BundleError(
                 f"bundle format version {version} is newer than this ptychopinn reads "
@@ -152,14 +144,8 @@ def read_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torc
             )
         payloads = manifest.get("payloads")
         if not isinstance(payloads, dict) or set(payloads) != {WEIGHTS_NAME}:
-            raise BundleError(
-                f"manifest must list exactly the payload {WEIGHTS_NAME!r}", source=source
-            )
-        expected = (
-            payloads[WEIGHTS_NAME].get("sha256")
-            if isinstance(payloads[WEIGHTS_NAME], dict)
-            else None
-        )
+            raise BundleError(f"manifest must list exactly the payload {WEIGHTS_NAME!r}", source=source)
+        expected = payloads[WEIGHTS_NAME].get("sha256") if isinstance(payloads[WEIGHTS_NAME], dict) else None
         payload = _read_member(archive, WEIGHTS_NAME, _MAX_WEIGHTS_BYTES, source)
     if _sha256(payload) != expected:
         raise BundleError(
@@ -170,7 +156,5 @@ def read_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torc
     try:
         tensors = load_safetensors(payload)
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise BundleError(
-            f"{WEIGHTS_NAME} is not a safetensors payload ({exc})", source=source
-        ) from None
+        raise BundleError(f"{WEIGHTS_NAME} is not a safetensors payload ({exc})", source=source) from None
     return manifest, tensors

@@ -50,9 +50,7 @@ def _scalar(handle: h5py.File, key: str, path: str) -> float | None:
     except (TypeError, ValueError, IndexError) as exc:
         raise ScanValidationError(f"is not a number ({exc})", source=path, key=key) from None
     if not (np.isfinite(value) and value > 0):
-        raise ScanValidationError(
-            f"must be a finite positive number, got {value!r}", source=path, key=key
-        )
+        raise ScanValidationError(f"must be a finite positive number, got {value!r}", source=path, key=key)
     return value
 
 
@@ -92,9 +90,7 @@ def read_cxi(path: str | os.PathLike) -> Scan:
     try:
         handle = h5py.File(path, "r")
     except OSError as exc:
-        raise ScanFileError(
-            f"not a readable HDF5 file ({exc}); is it truncated?", source=path
-        ) from None
+        raise ScanFileError(f"not a readable HDF5 file ({exc}); is it truncated?", source=path) from None
     try:
         with handle:
             return _read_open_cxi(handle, path)
@@ -194,13 +190,9 @@ def _read_open_cxi(handle: h5py.File, path: str) -> Scan:
     object_key = _find_image(handle, "object")
     obj = np.asarray(handle[object_key][()]) if object_key else None
     scan_index = (
-        np.asarray(handle[f"{_EXTRAS}/scan_index"][()])
-        if f"{_EXTRAS}/scan_index" in handle
-        else None
+        np.asarray(handle[f"{_EXTRAS}/scan_index"][()]) if f"{_EXTRAS}/scan_index" in handle else None
     )
-    patches = (
-        np.asarray(handle[f"{_EXTRAS}/patches"][()]) if f"{_EXTRAS}/patches" in handle else None
-    )
+    patches = np.asarray(handle[f"{_EXTRAS}/patches"][()]) if f"{_EXTRAS}/patches" in handle else None
     if positions.shape[0] != n:
         raise ScanValidationError(
             f"{positions.shape[0]} positions for {n} patterns", source=path, key=_TRANSLATION

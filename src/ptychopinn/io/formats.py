@@ -35,9 +35,7 @@ def detect_format(path: str | os.PathLike) -> str:
         return "cxi"
     if not head:
         raise ScanFileError("file is empty", source=path)
-    raise ScanFileError(
-        "unknown format: neither an NPZ (zip) archive nor an HDF5/CXI file", source=path
-    )
+    raise ScanFileError("unknown format: neither an NPZ (zip) archive nor an HDF5/CXI file", source=path)
 
 
 def format_for_output(path: str | os.PathLike) -> str:

@@ -124,9 +124,7 @@ def _summarise(scan: Scan, report: FileReport) -> None:
         ),
         (
             "object",
-            "none"
-            if scan.object is None
-            else f"{scan.object.shape[0]} x {scan.object.shape[1]} complex",
+            "none" if scan.object is None else f"{scan.object.shape[0]} x {scan.object.shape[1]} complex",
         ),
         (
             "detector mask",
@@ -159,9 +157,7 @@ def _summarise(scan: Scan, report: FileReport) -> None:
         report.notes.append(f"{int((totals == 0).sum())} pattern(s) hold no counts at all")
 
 
-def inspect_file(
-    path: str | os.PathLike, *, photons_per_pattern: float | None = None
-) -> FileReport:
+def inspect_file(path: str | os.PathLike, *, photons_per_pattern: float | None = None) -> FileReport:
     """Report what a scan file holds and every problem found; never raises for bad data.
 
     Reads every pattern (block by block for large HDF5 files) to check the values.

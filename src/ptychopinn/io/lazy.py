@@ -35,13 +35,9 @@ class HDF5Patterns:
         self._pid: int | None = None
         dataset = self._dataset()
         if dataset.ndim != 3:
-            raise ScanValidationError(
-                f"shape {dataset.shape} is not (n, N, N)", source=self.path, key=key
-            )
+            raise ScanValidationError(f"shape {dataset.shape} is not (n, N, N)", source=self.path, key=key)
         if dataset.dtype.kind not in "biuf":
-            raise ScanValidationError(
-                f"dtype {dataset.dtype} is not real numeric", source=self.path, key=key
-            )
+            raise ScanValidationError(f"dtype {dataset.dtype} is not real numeric", source=self.path, key=key)
         self.shape: tuple[int, int, int] = tuple(int(s) for s in dataset.shape)
         self.dtype = np.dtype(np.float32)
 
@@ -55,9 +51,7 @@ class HDF5Patterns:
         try:
             return self._file[self.key]
         except KeyError:
-            raise ScanValidationError(
-                "dataset is missing", source=self.path, key=self.key
-            ) from None
+            raise ScanValidationError("dataset is missing", source=self.path, key=self.key) from None
 
     def __len__(self) -> int:
         return self.shape[0]

@@ -34,11 +34,7 @@ _MAX_METADATA_BYTES = 16 * 1024 * 1024
 def read_npy_header(stream: Any) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype from the header of a ``.npy`` stream, leaving it at the data."""
     version = np.lib.format.read_magic(stream)
-    reader = (
-        np.lib.format.read_array_header_1_0
-        if version == (1, 0)
-        else np.lib.format.read_array_header_2_0
-    )
+    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     shape, _, dtype = reader(stream)
     return tuple(shape), dtype
 
@@ -117,8 +113,7 @@ def _pattern_first(array: np.ndarray, n: int, *, path: str, key: str) -> np.ndar
     if last:
         return np.moveaxis(array, 2, 0)
     raise ScanValidationError(
-        f"shape {array.shape} matches neither (n, N, N) nor (N, N, n) with n = {n} "
-        "(the length of xcoords)",
+        f"shape {array.shape} matches neither (n, N, N) nor (N, N, n) with n = {n} (the length of xcoords)",
         source=path,
         key=key,
     )
@@ -189,9 +184,7 @@ def _load_key(archive: Any, key: str, path: str) -> np.ndarray:
     try:
         return archive[key]
     except ValueError as exc:
-        raise ScanValidationError(
-            f"cannot be read without pickle ({exc})", source=path, key=key
-        ) from None
+        raise ScanValidationError(f"cannot be read without pickle ({exc})", source=path, key=key) from None
     except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise ScanFileError(
             f"cannot read this key ({exc}); is the file truncated?", source=path, key=key
@@ -230,9 +223,7 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise ScanFileError(f"not a readable NPZ archive ({exc})", source=path) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ScanFileError(
-            "holds a single .npy array, not an NPZ archive of named keys", source=path
-        )
+        raise ScanFileError("holds a single .npy array, not an NPZ archive of named keys", source=path)
     with archive:
         _check_declared_sizes(path, archive.zip)
         keys = set(archive.files)
@@ -241,8 +232,7 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
         diff_key = next((k for k in DIFFRACTION_KEYS if k in keys), None)
         if diff_key is None:
             raise ScanValidationError(
-                "no diffraction data: expected key 'diffraction' or 'diff3d' "
-                f"(found: {sorted(keys)})",
+                f"no diffraction data: expected key 'diffraction' or 'diff3d' (found: {sorted(keys)})",
                 source=path,
             )
         x_key, y_key = "xcoords", "ycoords"
@@ -267,9 +257,7 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
             )
         for key, coords in ((x_key, xs), (y_key, ys)):
             if coords.dtype.kind not in "biuf":
-                raise ScanValidationError(
-                    f"dtype {coords.dtype} is not real numeric", source=path, key=key
-                )
+                raise ScanValidationError(f"dtype {coords.dtype} is not real numeric", source=path, key=key)
         n = xs.shape[0]
 
         amplitude = _load_key(archive, diff_key, path)
@@ -284,9 +272,7 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
             counts = np.rint(intensity)
         else:
             photons = (
-                photons_per_pattern
-                if photons_per_pattern is not None
-                else _photons_from_metadata(meta_json)
+                photons_per_pattern if photons_per_pattern is not None else _photons_from_metadata(meta_json)
             )
             if photons is None:
                 raise ScanValidationError(
@@ -302,9 +288,7 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
                 )
             mean_total = intensity.sum(axis=(1, 2)).mean()
             if not mean_total > 0:
-                raise ScanValidationError(
-                    "all diffraction data are zero", source=path, key=diff_key
-                )
+                raise ScanValidationError("all diffraction data are zero", source=path, key=diff_key)
             counts = intensity * (photons / mean_total)
         counts = counts.astype(np.float32)
 
@@ -327,19 +311,13 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
                     f"{path}: 'Y' of shape {y_patches.shape} holds grouped patches; not loaded",
                     stacklevel=2,
                 )
-        mask = (
-            np.asarray(_load_key(archive, "detector_mask", path))
-            if "detector_mask" in keys
-            else None
-        )
+        mask = np.asarray(_load_key(archive, "detector_mask", path)) if "detector_mask" in keys else None
 
     ours = (meta_json or {}).get("ptychopinn", {}) if isinstance(meta_json, dict) else {}
     meta_values = dict(ours.get("metadata", {})) if isinstance(ours, dict) else {}
     if meta_values.get("photons_per_pattern") is None:
         nominal = (
-            photons_per_pattern
-            if photons_per_pattern is not None
-            else _photons_from_metadata(meta_json)
+            photons_per_pattern if photons_per_pattern is not None else _photons_from_metadata(meta_json)
         )
         meta_values["photons_per_pattern"] = nominal
     metadata = ScanMetadata.from_dict(meta_values, source=path)
@@ -382,9 +360,7 @@ def write_npz(scan: Scan, path: str | os.PathLike) -> None:
         "probeGuess": scan.probe if scan.probe.ndim == 2 else scan.probe_modes,
         "xcoords": scan.positions[:, 1].copy(),
         "ycoords": scan.positions[:, 0].copy(),
-        "scan_index": scan.scan_index
-        if scan.scan_index is not None
-        else np.zeros(scan.n_patterns, np.int64),
+        "scan_index": scan.scan_index if scan.scan_index is not None else np.zeros(scan.n_patterns, np.int64),
         _METADATA_KEY: np.array(json.dumps(meta), dtype=object),
     }
     if scan.object is not None:

@@ -104,9 +104,7 @@ class ScanMetadata:
                 )
 
 
-def check_intensities(
-    values: np.ndarray, *, source: str | None, key: str, first_index: int = 0
-) -> None:
+def check_intensities(values: np.ndarray, *, source: str | None, key: str, first_index: int = 0) -> None:
     """Refuse non-finite or negative counts, naming the first offending pattern.
 
     Parameters
@@ -156,9 +154,7 @@ def _require_numeric(array: np.ndarray, *, key: str, source: str | None, complex
 def _require_finite(array: np.ndarray, *, key: str, source: str | None) -> None:
     if array.dtype.kind in "fc" and not np.isfinite(array).all():
         count = int((~np.isfinite(array)).sum())
-        raise ScanValidationError(
-            f"{count} non-finite value(s) (NaN or inf)", source=source, key=key
-        )
+        raise ScanValidationError(f"{count} non-finite value(s) (NaN or inf)", source=source, key=key)
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,14 +199,10 @@ class Scan:
             _require_numeric(diff, key="diffraction", source=src, complex_ok=False)
         shape = tuple(diff.shape)
         if len(shape) != 3:
-            raise ScanValidationError(
-                f"shape {shape} is not (n, N, N)", source=src, key="diffraction"
-            )
+            raise ScanValidationError(f"shape {shape} is not (n, N, N)", source=src, key="diffraction")
         n, height, width = shape
         if n == 0:
-            raise ScanValidationError(
-                "the scan holds no patterns (n = 0)", source=src, key="diffraction"
-            )
+            raise ScanValidationError("the scan holds no patterns (n = 0)", source=src, key="diffraction")
         if height != width:
             raise ScanValidationError(
                 f"patterns must be square, got {height} x {width}", source=src, key="diffraction"
@@ -241,8 +233,7 @@ class Scan:
         _require_numeric(probe, key="probe", source=src, complex_ok=True)
         if probe.ndim not in (2, 3) or probe.shape[-2:] != (size, size):
             raise ScanValidationError(
-                f"shape {probe.shape} is not (N, N) or (modes, N, N) with N = {size} "
-                "(the pattern size)",
+                f"shape {probe.shape} is not (N, N) or (modes, N, N) with N = {size} (the pattern size)",
                 source=src,
                 key="probe",
             )
@@ -258,9 +249,7 @@ class Scan:
             obj = np.asarray(self.object)
             _require_numeric(obj, key="object", source=src, complex_ok=True)
             if obj.ndim != 2:
-                raise ScanValidationError(
-                    f"shape {obj.shape} is not (H, W)", source=src, key="object"
-                )
+                raise ScanValidationError(f"shape {obj.shape} is not (H, W)", source=src, key="object")
             _require_finite(obj, key="object", source=src)
             obj = obj.astype(np.complex64)
             self._check_positions_inside(obj.shape, positions, size)
@@ -320,9 +309,7 @@ class Scan:
         low = positions - half
         high = positions + half
         limit = np.array(object_shape, dtype=np.float64)
-        outside = (low < -_POSITION_TOLERANCE).any(axis=1) | (
-            high > limit + _POSITION_TOLERANCE
-        ).any(axis=1)
+        outside = (low < -_POSITION_TOLERANCE).any(axis=1) | (high > limit + _POSITION_TOLERANCE).any(axis=1)
         if outside.any():
             k = int(np.argmax(outside))
             raise ScanValidationError(

@@ -56,9 +56,7 @@ class ForwardModel(nn.Module):
             return patches
         return enforce_overlap(patches, offsets.to(torch.float64), self.window())
 
-    def forward(
-        self, patches: torch.Tensor, offsets: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, patches: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Consistent patches and their expected counts, both ``(B, C, N, N)``."""
         with torch.autocast(device_type=patches.device.type, enabled=False):
             consistent = self.consistent_patches(patches.to(torch.complex64), offsets)

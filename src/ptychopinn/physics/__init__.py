@@ -8,6 +8,7 @@ from .forward import (
     as_probe_modes,
     diffraction_intensity,
     exit_waves,
+    poisson_deviance,
     poisson_nll,
 )
 from .overlap import (
@@ -40,6 +41,7 @@ __all__ = [
     "fresnel_propagate",
     "fresnel_transfer_function",
     "merge_patches",
+    "poisson_deviance",
     "poisson_nll",
     "probe_weight",
     "region_positions",

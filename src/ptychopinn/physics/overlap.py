@@ -69,9 +69,7 @@ def region_positions(offsets: torch.Tensor, canvas_size: int) -> torch.Tensor:
     common shift of the frame is allowed: merge and extract use the same coordinates.)
     """
     anchor = offsets[:, :1, :]
-    centre = torch.tensor(
-        [canvas_size // 2, canvas_size // 2], dtype=offsets.dtype, device=offsets.device
-    )
+    centre = torch.tensor([canvas_size // 2, canvas_size // 2], dtype=offsets.dtype, device=offsets.device)
     return offsets - (anchor - torch.round(anchor)) + centre
 
 
@@ -115,9 +113,7 @@ def merge_patches(
     canvas_positions = region_positions(offsets, size)
     w = weight.to(device=patches.device, dtype=patches.real.dtype)
     numerator = scatter_patches(patches * w, canvas_positions, (size, size))
-    denominator = scatter_patches(
-        w.expand(patches.shape).contiguous(), canvas_positions, (size, size)
-    )
+    denominator = scatter_patches(w.expand(patches.shape).contiguous(), canvas_positions, (size, size))
     covered = denominator > threshold
     # where() on a safe denominator keeps gradients finite in the uncovered pixels.
     safe = torch.where(covered, denominator, torch.ones_like(denominator))
@@ -125,9 +121,7 @@ def merge_patches(
     return region, denominator
 
 
-def extract_from_region(
-    region: torch.Tensor, offsets: torch.Tensor, patch_size: int
-) -> torch.Tensor:
+def extract_from_region(region: torch.Tensor, offsets: torch.Tensor, patch_size: int) -> torch.Tensor:
     """Cut each group's patches back out of its merged region (inverse of :func:`merge_patches`).
 
     Parameters

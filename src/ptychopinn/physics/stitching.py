@@ -63,9 +63,7 @@ class PatchStitcher:
         Where the canvas lives (defaults to the weight's device).
     """
 
-    def __init__(
-        self, shape: tuple[int, int], weight: torch.Tensor, dtype=torch.complex64, device=None
-    ):
+    def __init__(self, shape: tuple[int, int], weight: torch.Tensor, dtype=torch.complex64, device=None):
         self.shape = (int(shape[0]), int(shape[1]))
         self.device = torch.device(device) if device is not None else weight.device
         self.weight = weight.to(self.device, dtype=torch.empty(0, dtype=dtype).real.dtype)
@@ -81,9 +79,7 @@ class PatchStitcher:
             )
         patches = patches.to(self.device, self._numerator.dtype)
         positions = positions.to(self.device)
-        self._numerator += scatter_patches(
-            (patches * self.weight)[None], positions[None], self.shape
-        )[0]
+        self._numerator += scatter_patches((patches * self.weight)[None], positions[None], self.shape)[0]
         weights = self.weight.expand(patches.shape).contiguous()
         self._denominator += scatter_patches(weights[None], positions[None], self.shape)[0]
 

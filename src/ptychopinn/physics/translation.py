@@ -30,8 +30,7 @@ def _check_batched(images: torch.Tensor, positions: torch.Tensor, what: str) -> 
         raise ValueError(f"{what} must have shape (B, H, W), got {tuple(images.shape)}")
     if positions.ndim != 3 or positions.shape[-1] != 2 or positions.shape[0] != images.shape[0]:
         raise ValueError(
-            f"positions must have shape (B, K, 2) with B = {images.shape[0]}, "
-            f"got {tuple(positions.shape)}"
+            f"positions must have shape (B, K, 2) with B = {images.shape[0]}, got {tuple(positions.shape)}"
         )
 
 
@@ -59,12 +58,8 @@ def _bilinear_indices(
     for dy, dx in _TAPS:
         rows = rows0 + dy
         cols = cols0 + dx
-        valid = ((rows >= 0) & (rows < height))[..., :, None] & ((cols >= 0) & (cols < width))[
-            ..., None, :
-        ]
-        flat = (
-            rows.clamp(0, height - 1)[..., :, None] * width + cols.clamp(0, width - 1)[..., None, :]
-        )
+        valid = ((rows >= 0) & (rows < height))[..., :, None] & ((cols >= 0) & (cols < width))[..., None, :]
+        flat = rows.clamp(0, height - 1)[..., :, None] * width + cols.clamp(0, width - 1)[..., None, :]
         weight = (fy if dy else 1 - fy) * (fx if dx else 1 - fx)
         yield flat + image_offset, weight * valid.to(real_dtype)
 
@@ -96,17 +91,13 @@ def extract_patches(
     patch_hw = _size2(size)
     flat_images = images.reshape(-1)
     out = None
-    for flat, weight in _bilinear_indices(
-        positions, patch_hw, tuple(images.shape[-2:]), _real_dtype(images)
-    ):
+    for flat, weight in _bilinear_indices(positions, patch_hw, tuple(images.shape[-2:]), _real_dtype(images)):
         term = flat_images[flat] * weight
         out = term if out is None else out + term
     return out
 
 
-def scatter_patches(
-    patches: torch.Tensor, positions: torch.Tensor, shape: tuple[int, int]
-) -> torch.Tensor:
+def scatter_patches(patches: torch.Tensor, positions: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """Add patches onto canvases at sub-pixel positions: the adjoint of :func:`extract_patches`.
 
     Each patch pixel is split over its four neighbouring canvas pixels with the bilinear

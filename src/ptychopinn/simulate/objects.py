@@ -58,9 +58,7 @@ def random_lines(
     ends = starts + lengths[:, None] * np.stack([np.sin(angles), np.cos(angles)], axis=1)
     ends = np.clip(ends, 0, (height - 1, width - 1))
     brightness = rng.uniform(0.3, 1.0, size=n_lines)
-    for (r0, c0), (r1, c1), value in zip(
-        starts.astype(int), ends.astype(int), brightness, strict=True
-    ):
+    for (r0, c0), (r1, c1), value in zip(starts.astype(int), ends.astype(int), brightness, strict=True):
         rr, cc, aa = line_aa(r0, c0, r1, c1)
         np.maximum.at(canvas, (rr, cc), aa * value)
     return _normalise(ndimage.gaussian_filter(canvas, blur_px))
@@ -107,9 +105,7 @@ def dead_leaves(
     return _normalise(ndimage.gaussian_filter(canvas, blur_px))
 
 
-def natural_image(
-    shape: tuple[int, int], rng: np.random.Generator, name: str | None = None
-) -> np.ndarray:
+def natural_image(shape: tuple[int, int], rng: np.random.Generator, name: str | None = None) -> np.ndarray:
     """A grey-scale natural image shipped with scikit-image, randomly cropped and resized.
 
     Parameters
@@ -122,9 +118,7 @@ def natural_image(
 
     name = name if name is not None else str(rng.choice(_NATURAL_IMAGES))
     if name not in _NATURAL_IMAGES:
-        raise ValueError(
-            f"unknown natural image '{name}'; choose from {', '.join(_NATURAL_IMAGES)}"
-        )
+        raise ValueError(f"unknown natural image '{name}'; choose from {', '.join(_NATURAL_IMAGES)}")
     image = np.asarray(getattr(skimage.data, name)(), dtype=np.float64)
     # crop a random window with the target's aspect ratio, at least half the image
     aspect = shape[1] / shape[0]
@@ -139,9 +133,7 @@ def natural_image(
     return _normalise(np.clip(window, low, high))
 
 
-def _natural_pair(
-    shape: tuple[int, int], rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def _natural_pair(shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     first, second = rng.choice(len(_NATURAL_IMAGES), size=2, replace=False)
     return (
         natural_image(shape, rng, _NATURAL_IMAGES[first]),

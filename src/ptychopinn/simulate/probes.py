@@ -74,9 +74,7 @@ def focused_probe(
     return _unit_power(field)
 
 
-def gaussian_probe(
-    size: int, *, sigma_px: float | None = None, curvature: float = 0.0
-) -> np.ndarray:
+def gaussian_probe(size: int, *, sigma_px: float | None = None, curvature: float = 0.0) -> np.ndarray:
     """A Gaussian probe ``exp(-r^2 / (2 sigma^2)) * exp(i curvature r^2)``, unit power.
 
     Parameters
@@ -115,9 +113,7 @@ def probe_from_file(path: str | os.PathLike, size: int | None = None) -> np.ndar
         try:
             loaded = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise ScanFileError(
-                f"no probe could be read ({scan_error}; {exc})", source=path
-            ) from None
+            raise ScanFileError(f"no probe could be read ({scan_error}; {exc})", source=path) from None
         if isinstance(loaded, np.ndarray):
             probe = loaded
         else:
@@ -137,9 +133,7 @@ def probe_from_file(path: str | os.PathLike, size: int | None = None) -> np.ndar
     if probe.ndim != 2 or probe.shape[0] != probe.shape[1]:
         raise ScanValidationError(f"probe shape {probe.shape} is not (N, N)", source=path)
     if size is not None and probe.shape[0] != size:
-        raise ScanValidationError(
-            f"probe is {probe.shape[0]} pixels wide, expected N = {size}", source=path
-        )
+        raise ScanValidationError(f"probe is {probe.shape[0]} pixels wide, expected N = {size}", source=path)
     if not np.isfinite(probe).all() or not np.any(probe):
         raise ScanValidationError("probe is zero or non-finite", source=path)
     return _unit_power(probe)

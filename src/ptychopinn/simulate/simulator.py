@@ -93,9 +93,7 @@ class SimulationConfig:
                 f"object_kind must be one of {', '.join(OBJECT_KINDS)}, got '{self.object_kind}'"
             )
         if self.scan_kind not in SCAN_KINDS:
-            raise ValueError(
-                f"scan_kind must be one of {', '.join(SCAN_KINDS)}, got '{self.scan_kind}'"
-            )
+            raise ValueError(f"scan_kind must be one of {', '.join(SCAN_KINDS)}, got '{self.scan_kind}'")
         positive = (
             "step_px",
             "photons_per_pattern",

@@ -13,16 +13,19 @@ from ..config import (
     load_run_config,
 )
 from ..io import BundleError, FileReport, ScanFileError, ScanValidationError, inspect_file
+from ..refine import OPTIMIZERS, REFINE_LOSSES, RefinementConfig, RefinementResult
 from ..simulate import OBJECT_KINDS, PROBE_KINDS, SCAN_KINDS, SimulationConfig
 from .bundles import LoadedModel, load_model_bundle, save_model_bundle
 from .example import ExampleResult, run_example
 from .figures import plot_scan_overview
 from .inference import InferenceResult, Reconstruction, infer, predict_object
+from .reconstruction import ReconstructResult, reconstruct
 from .simulation import simulate_to_file
 from .training import TrainResult, train
 
 train_model = train  # the CLI's names, beside its own `train` and `infer` parsers
 infer_scan = infer
+reconstruct_scan = reconstruct
 
 __all__ = [
     "ACCELERATORS",
@@ -30,6 +33,8 @@ __all__ = [
     "LOGGERS",
     "LOSSES",
     "OBJECT_KINDS",
+    "OPTIMIZERS",
+    "REFINE_LOSSES",
     "PROBE_CALIBRATIONS",
     "PROBE_KINDS",
     "SCAN_KINDS",
@@ -42,6 +47,9 @@ __all__ = [
     "LoadedModel",
     "Reconstruction",
     "FileReport",
+    "ReconstructResult",
+    "RefinementConfig",
+    "RefinementResult",
     "RunConfig",
     "ScanFileError",
     "ScanValidationError",
@@ -52,6 +60,8 @@ __all__ = [
     "inspect_file",
     "load_model_bundle",
     "predict_object",
+    "reconstruct",
+    "reconstruct_scan",
     "save_model_bundle",
     "load_run_config",
     "plot_scan_overview",

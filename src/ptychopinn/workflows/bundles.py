@@ -32,9 +32,7 @@ class LoadedModel:
         return int(self.manifest["pattern_size"])
 
 
-def save_model_bundle(
-    module: PINNModule, path: str | os.PathLike, config: RunConfig, **facts: Any
-) -> None:
+def save_model_bundle(module: PINNModule, path: str | os.PathLike, config: RunConfig, **facts: Any) -> None:
     """Write ``module`` and its configuration as a bundle (see :mod:`ptychopinn.io.bundle`).
 
     Extra keyword facts (e.g. ``photon_scale``, ``training_scan``) go into the manifest.
@@ -108,13 +106,9 @@ def resolve_device(accelerator: str, devices: Any = "auto") -> torch.device:
             raise ValueError(f"accelerator '{accelerator}' requested but no CUDA GPU is available")
         return torch.device("cuda", index)
     if accelerator == "mps":
-        if not (
-            getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-        ):
+        if not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
             raise ValueError("accelerator 'mps' requested but MPS is not available")
         return torch.device("mps")
     if accelerator == "cpu":
         return torch.device("cpu")
-    raise ValueError(
-        f"accelerator '{accelerator}' is not supported for inference (use auto, cpu, gpu, mps)"
-    )
+    raise ValueError(f"accelerator '{accelerator}' is not supported for inference (use auto, cpu, gpu, mps)")

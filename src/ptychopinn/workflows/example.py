@@ -59,9 +59,7 @@ def run_example(
         path = out / f"scan.{fmt}"
         simulate_to_file(config, path)
         result.files[f"scan.{fmt}"] = path
-    plot_scan_overview(
-        read_scan(out / "scan.npz"), out / "scan_overview.png", title="simulated scan"
-    )
+    plot_scan_overview(read_scan(out / "scan.npz"), out / "scan_overview.png", title="simulated scan")
     result.files["scan_overview.png"] = out / "scan_overview.png"
 
     log("[2/4] inspecting what was written")
@@ -82,12 +80,8 @@ def run_example(
     log(f"      wrote {trained.bundle} ({trained.summary['wall_time_s']:.0f} s)")
 
     log("[4/4] reconstructing the scan with the trained model")
-    result.inference = infer(
-        trained.bundle, out / "scan.npz", out / "reconstruction", progress=False
-    )
-    result.files.update(
-        {f"reconstruction/{name}": path for name, path in result.inference.files.items()}
-    )
+    result.inference = infer(trained.bundle, out / "scan.npz", out / "reconstruction", progress=False)
+    result.files.update({f"reconstruction/{name}": path for name, path in result.inference.files.items()})
     comparison = result.inference.comparison
     if comparison is not None:
         log(

@@ -89,9 +89,7 @@ def predict_object(
     """
     size = int(module.hparams.size)
     if scan.pattern_size != size:
-        raise ValueError(
-            f"{scan.source}: patterns are {scan.pattern_size} pixels, the model expects {size}"
-        )
+        raise ValueError(f"{scan.source}: patterns are {scan.pattern_size} pixels, the model expects {size}")
     device = torch.device(device)
     groups = group_positions(scan.positions, gridsize, n_groups, None, seed)
     dataset = GroupedDiffraction(scan, groups, float(module.input_scale))
@@ -105,13 +103,9 @@ def predict_object(
     )
     module = module.to(device).eval()
     shape = (
-        scan.object.shape
-        if scan.object is not None
-        else canvas_shape(torch.from_numpy(scan.positions), size)
+        scan.object.shape if scan.object is not None else canvas_shape(torch.from_numpy(scan.positions), size)
     )
-    stitcher = PatchStitcher(
-        shape, probe_weight(module.net.forward_model.probe.detach()), device=device
-    )
+    stitcher = PatchStitcher(shape, probe_weight(module.net.forward_model.probe.detach()), device=device)
     positions = torch.from_numpy(scan.positions).to(device)
     with torch.inference_mode():
         for batch in tqdm(

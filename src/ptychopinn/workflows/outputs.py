@@ -22,9 +22,7 @@ if TYPE_CHECKING:
     from .inference import Reconstruction
 
 
-def _save_png(
-    image: np.ndarray, mask: np.ndarray, path: Path, title: str, label: str, cmap: str
-) -> None:
+def _save_png(image: np.ndarray, mask: np.ndarray, path: Path, title: str, label: str, cmap: str) -> None:
     shown = np.where(mask, image, np.nan)
     fig, ax = plt.subplots(figsize=(6, 5))
     handle = ax.imshow(shown, cmap=cmap, interpolation="nearest")
@@ -44,6 +42,7 @@ def write_reconstruction(
     *,
     comparison: ObjectComparison | None = None,
     title: str = "reconstruction",
+    extra_arrays: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Path]:
     """Write a reconstruction's files atomically; returns them by name.
 
@@ -53,6 +52,8 @@ def write_reconstruction(
     - ``amplitude.tiff``, ``phase.tiff``: float32 images;
     - ``amplitude.png``, ``phase.png``: pictures with colour bars (uncovered pixels blank);
     - ``metrics.json`` when a comparison with ground truth is given.
+
+    ``extra_arrays`` are stored in ``reconstruction.npz`` beside those (e.g. a refined probe).
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -81,6 +82,7 @@ def write_reconstruction(
             pixel_size_m=np.float64(
                 np.nan if reconstruction.pixel_size_m is None else reconstruction.pixel_size_m
             ),
+            **(extra_arrays or {}),
         )
     for name, image in (("amplitude.tiff", amplitude), ("phase.tiff", phase)):
         with atomic_path(files[name]) as tmp:
@@ -105,4 +107,31 @@ def write_reconstruction(
         files["metrics.json"] = out / "metrics.json"
         with atomic_path(files["metrics.json"]) as tmp:
             tmp.write_text(json.dumps(comparison.to_dict(), indent=2))
+    return files
+
+
+def write_loss_curve(
+    losses: list[float],
+    path_stem: str | os.PathLike,
+    title: str,
+    xlabel: str = "epoch",
+    ylabel: str = "loss",
+) -> dict[str, Path]:
+    """Write a loss history as ``STEM.json`` and a picture ``STEM.png``."""
+    stem = Path(path_stem)
+    files = {"json": stem.with_suffix(".json"), "png": stem.with_suffix(".png")}
+    with atomic_path(files["json"]) as tmp:
+        tmp.write_text(json.dumps({"loss": [float(v) for v in losses]}, indent=1))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(np.arange(1, len(losses) + 1), losses, marker="." if len(losses) < 50 else None)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if len(losses) and min(losses) > 0:
+        ax.set_yscale("log")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(files["png"]) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
     return files

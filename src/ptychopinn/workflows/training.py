@@ -92,13 +92,9 @@ def calibrated_probe(scan: Scan, mean_counts: float, mode: str) -> tuple[np.ndar
 
 def _groups_for(scan: Scan, subset: np.ndarray, config: RunConfig, seed: int):
     data = config.data
-    groups = group_positions(
-        scan.positions[subset], data.gridsize, data.n_groups, data.k_neighbors, seed
-    )
+    groups = group_positions(scan.positions[subset], data.gridsize, data.n_groups, data.k_neighbors, seed)
     # the grouping ran on the subset: map its indices back to the scan's patterns
-    return type(groups)(
-        indices=subset[groups.indices], offsets=groups.offsets, centroids=groups.centroids
-    )
+    return type(groups)(indices=subset[groups.indices], offsets=groups.offsets, centroids=groups.centroids)
 
 
 def prepare_training_data(config: RunConfig) -> TrainingData:
@@ -131,21 +127,15 @@ def prepare_training_data(config: RunConfig) -> TrainingData:
     probe, note = calibrated_probe(scan, mean_counts, config.model.probe_calibration)
     if note:
         notes.append(note)
-    train = GroupedDiffraction(
-        scan, _groups_for(scan, train_idx, config, seed), scale, with_truth=supervised
-    )
+    train = GroupedDiffraction(scan, _groups_for(scan, train_idx, config, seed), scale, with_truth=supervised)
     validation = None
     if len(val_idx) >= channels:
         validation = GroupedDiffraction(
             val_scan, _groups_for(val_scan, val_idx, config, seed + 1), scale, with_truth=supervised
         )
     elif len(val_idx):
-        notes.append(
-            f"validation skipped: {len(val_idx)} position(s) cannot form a group of {channels}"
-        )
-    return TrainingData(
-        scan=scan, train=train, validation=validation, scale=scale, probe=probe, notes=notes
-    )
+        notes.append(f"validation skipped: {len(val_idx)} position(s) cannot form a group of {channels}")
+    return TrainingData(scan=scan, train=train, validation=validation, scale=scale, probe=probe, notes=notes)
 
 
 def build_logger(execution: ExecutionConfig, output_dir: Path):
@@ -203,9 +193,7 @@ def build_trainer(
         )
     return L.Trainer(
         accelerator=execution.accelerator,
-        devices=list(execution.devices)
-        if isinstance(execution.devices, tuple)
-        else execution.devices,
+        devices=list(execution.devices) if isinstance(execution.devices, tuple) else execution.devices,
         num_nodes=execution.num_nodes,
         strategy=execution.strategy,
         precision=execution.precision,
@@ -230,9 +218,7 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def train(
-    config: RunConfig, output_dir: str | Path, *, resume: str | Path | None = None
-) -> TrainResult:
+def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | None = None) -> TrainResult:
     """Train the physics-informed network as configured; outputs go to ``output_dir``.
 
     Writes ``config.yaml`` (the effective configuration) first, Lightning checkpoints under
@@ -280,11 +266,7 @@ def train(
         seed=execution.seed,
     )
     train_loader = make_dataloader(data.train, shuffle=True, **loader_options)
-    val_loader = (
-        make_dataloader(data.validation, shuffle=False, **loader_options)
-        if has_validation
-        else None
-    )
+    val_loader = make_dataloader(data.validation, shuffle=False, **loader_options) if has_validation else None
     trainer = build_trainer(execution, config.training, output_dir, has_validation)
 
     started = time.perf_counter()
@@ -295,9 +277,7 @@ def train(
     best = Path(checkpoint.best_model_path) if checkpoint and checkpoint.best_model_path else None
     last = Path(checkpoint.last_model_path) if checkpoint and checkpoint.last_model_path else None
     metrics = {
-        k: float(v)
-        for k, v in trainer.callback_metrics.items()
-        if torch.is_tensor(v) and v.numel() == 1
+        k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1
     }
     summary = {
         "epochs_completed": trainer.current_epoch,

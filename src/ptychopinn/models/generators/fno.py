@@ -39,9 +39,7 @@ class FNOGenerator(nn.Module):
         super().__init__()
         self.lift = nn.Conv2d(channels, width, 1)
         self.blocks = nn.Sequential(*[FNOBlock(width, modes) for _ in range(depth)])
-        self.project = nn.Sequential(
-            nn.Conv2d(width, width, 1), nn.GELU(), nn.Conv2d(width, 2 * channels, 1)
-        )
+        self.project = nn.Sequential(nn.Conv2d(width, width, 1), nn.GELU(), nn.Conv2d(width, 2 * channels, 1))
         self.channels = channels
         self.amplitude_max = amplitude_max
 

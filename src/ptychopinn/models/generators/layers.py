@@ -38,12 +38,8 @@ class SpectralConv2d(nn.Module):
         self.modes = modes
         scale = 1.0 / math.sqrt(in_channels * out_channels)
         # complex weights stored as real pairs: any optimiser and precision plugin handles them
-        self.weight_pos = nn.Parameter(
-            scale * torch.randn(in_channels, out_channels, modes, modes, 2)
-        )
-        self.weight_neg = nn.Parameter(
-            scale * torch.randn(in_channels, out_channels, modes, modes, 2)
-        )
+        self.weight_pos = nn.Parameter(scale * torch.randn(in_channels, out_channels, modes, modes, 2))
+        self.weight_neg = nn.Parameter(scale * torch.randn(in_channels, out_channels, modes, modes, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
@@ -57,12 +53,8 @@ class SpectralConv2d(nn.Module):
             )  # fmt: skip
             w_pos = torch.view_as_complex(self.weight_pos.float().contiguous())[:, :, :rows, :cols]
             w_neg = torch.view_as_complex(self.weight_neg.float().contiguous())[:, :, :rows, :cols]
-            out[:, :, :rows, :cols] = torch.einsum(
-                "bixy,ioxy->boxy", spectrum[:, :, :rows, :cols], w_pos
-            )
-            out[:, :, -rows:, :cols] = torch.einsum(
-                "bixy,ioxy->boxy", spectrum[:, :, -rows:, :cols], w_neg
-            )
+            out[:, :, :rows, :cols] = torch.einsum("bixy,ioxy->boxy", spectrum[:, :, :rows, :cols], w_pos)
+            out[:, :, -rows:, :cols] = torch.einsum("bixy,ioxy->boxy", spectrum[:, :, -rows:, :cols], w_neg)
             result = torch.fft.irfft2(out, s=(height, width), norm="ortho")
         return result.to(x.dtype)
 

@@ -1,0 +1,219 @@
+"""Workflow: the one command a beamline user runs on a scan (``ptychopinn reconstruct``).
+
+1. A starting object: the network's stitched prediction when a model bundle is given (or
+   trained on the scan first with ``train_first``), else a flat object.
+2. Physics refinement (:mod:`ptychopinn.refine`) of that object (and optionally the probe and
+   the positions) through the same forward model and Poisson likelihood.
+3. The outputs of ``infer``, plus the refined probe and positions and the loss curve.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import load_run_config
+from ..evaluation import ObjectComparison, compare_objects
+from ..io import atomic_path, read_scan
+from ..physics import canvas_shape
+from ..refine import (
+    RefinementConfig,
+    RefinementProgress,
+    RefinementResult,
+    constant_object,
+    refine_object,
+)
+from .bundles import load_model_bundle, resolve_device
+from .inference import Reconstruction, predict_object
+from .outputs import write_loss_curve, write_reconstruction
+
+#: Metrics use pixels whose summed, normalised probe intensity reaches this (a tenth of one
+#: probe peak): the region the data constrain, not the faint rim.
+WELL_COVERED = 0.1
+
+
+@dataclass
+class ReconstructResult:
+    """What ``reconstruct`` produced."""
+
+    reconstruction: Reconstruction
+    refinement: RefinementResult
+    comparison: ObjectComparison | None
+    start: str  # "model", "trained" or "constant"
+    timings: dict[str, float] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+    initial_comparison: ObjectComparison | None = None
+
+
+def _compare(obj: np.ndarray, truth: np.ndarray | None, weight_sum: np.ndarray) -> ObjectComparison | None:
+    if truth is None or truth.shape != obj.shape:
+        return None
+    well = weight_sum >= WELL_COVERED
+    return compare_objects(obj, truth, well if well.any() else weight_sum > 0)
+
+
+def reconstruct(
+    data: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    model: str | os.PathLike | None = None,
+    train_first: bool = False,
+    train_time_budget_s: float = 60.0,
+    refinement: RefinementConfig | None = None,
+    accelerator: str = "auto",
+    devices: Any = "auto",
+    inference_batch_size: int = 64,
+    photons_per_pattern: float | None = None,
+    progress: bool | None = None,
+    log=print,
+) -> ReconstructResult:
+    """Reconstruct a scan: network prediction (optional), then physics refinement.
+
+    Parameters
+    ----------
+    data : path
+        Scan file (NPZ or CXI); loaded into memory (refinement revisits every pattern).
+    output_dir : path
+        Where the outputs go (see :func:`~ptychopinn.workflows.outputs.write_reconstruction`;
+        plus ``probe`` / ``positions_refined`` / ``loss`` in ``reconstruction.npz``,
+        ``loss.json``, ``loss.png``, ``reconstruct.json``).
+    model : path, optional
+        A model bundle whose prediction starts the refinement.
+    train_first : bool
+        Without a model: first train a network on this scan for ``train_time_budget_s``.
+    refinement : RefinementConfig, optional
+    accelerator, devices
+        Where the network and the refinement run (``auto``: a GPU when present).
+    inference_batch_size : int
+        Groups per network forward pass.
+    photons_per_pattern : float, optional
+        For NPZ files holding normalised amplitudes.
+    progress : bool, optional
+        Progress bars (default: on a terminal).
+    log : callable
+        Receives one-line status messages.
+    """
+    refinement = refinement if refinement is not None else RefinementConfig()
+    if model is not None and train_first:
+        raise ValueError("--model and --train-first exclude each other: a model is already trained")
+    started = time.perf_counter()
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scan = read_scan(data, photons_per_pattern=photons_per_pattern).load()
+    device = resolve_device(accelerator, devices)
+    size = scan.pattern_size
+    shape = (
+        scan.object.shape if scan.object is not None else canvas_shape(torch.from_numpy(scan.positions), size)
+    )
+    timings: dict[str, float] = {}
+
+    start = "constant"
+    bundle = Path(model) if model is not None else None
+    if train_first:
+        from .training import train
+
+        t0 = time.perf_counter()
+        log(f"training a network on the scan for {train_time_budget_s:.0f} s")
+        run = load_run_config(overrides={
+            "data": {"train_data": os.fspath(data), "photons_per_pattern": photons_per_pattern},
+            "training": {"epochs": 10_000, "time_budget_s": train_time_budget_s},
+            "execution": {"accelerator": accelerator, "seed": refinement.seed,
+                          "progress_bar": bool(progress) if progress is not None else False},
+        })  # fmt: skip
+        bundle = train(run, out / "training").bundle
+        timings["training_s"] = time.perf_counter() - t0
+        start = "trained"
+    initial = None
+    initial_comparison = None
+    if bundle is not None:
+        t0 = time.perf_counter()
+        loaded = load_model_bundle(bundle)
+        if start == "constant":
+            start = "model"
+        predicted = predict_object(
+            loaded.module, scan, gridsize=loaded.gridsize, batch_size=inference_batch_size, device=device,
+            seed=refinement.seed, progress=progress,
+        )  # fmt: skip
+        flat = constant_object(shape, torch.from_numpy(scan.diffraction), torch.from_numpy(scan.probe_modes))
+        initial = np.where(predicted.coverage, predicted.object, flat.numpy())
+        timings["network_s"] = time.perf_counter() - t0
+        initial_comparison = _compare(predicted.object, scan.object, predicted.weight_sum)
+        log(f"network prediction from {bundle} in {timings['network_s']:.2f} s")
+    elif scan.object is not None:
+        initial = constant_object(
+            shape, torch.from_numpy(scan.diffraction), torch.from_numpy(scan.probe_modes)
+        )
+
+    t0 = time.perf_counter()
+    bar = tqdm(
+        total=refinement.epochs,
+        desc="refining",
+        unit="epoch",
+        disable=None if progress is None else not progress,
+    )
+
+    def report(step: RefinementProgress) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{step.loss:.5g}", seconds=f"{step.elapsed_s:.1f}")
+
+    try:
+        refined = refine_object(
+            scan.diffraction, scan.positions, scan.probe_modes, initial, mask=scan.mask,
+            config=refinement, device=device, callback=report,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    timings["refinement_s"] = time.perf_counter() - t0
+    log(
+        f"refined for {refined.epochs} epoch(s) in {refined.elapsed_s:.1f} s (stopped: {refined.stop_reason})"
+    )
+
+    coverage = refined.coverage
+    obj = np.where(coverage, refined.object, 0).astype(np.complex64)
+    result_object = Reconstruction(
+        object=obj, coverage=coverage, weight_sum=refined.illumination, positions=refined.positions,
+        pixel_size_m=scan.pixel_size_m(),
+    )  # fmt: skip
+    comparison = _compare(obj, scan.object, refined.illumination)
+    timings["total_s"] = time.perf_counter() - started
+    files = write_reconstruction(
+        result_object, out, comparison=comparison, title=f"{Path(data).name} ({start} start, refined)",
+        extra_arrays={
+            "probe": refined.probe,
+            "positions_initial": scan.positions,
+            "positions_refined": refined.positions,
+            "loss": np.asarray(refined.loss_history, dtype=np.float64),
+        },
+    )  # fmt: skip
+    ylabel = "Poisson deviance per pixel" if refinement.loss == "poisson" else "amplitude MAE"
+    curve = write_loss_curve(refined.loss_history, out / "loss", title="physics refinement", ylabel=ylabel)
+    files["loss.json"], files["loss.png"] = curve["json"], curve["png"]
+    summary = {
+        "data": os.fspath(data),
+        "model": os.fspath(bundle) if bundle else None,
+        "start": start,
+        "device": str(device),
+        "refinement": dataclasses.asdict(refinement),
+        "epochs": refined.epochs,
+        "stop_reason": refined.stop_reason,
+        "final_loss": refined.loss_history[-1] if refined.loss_history else None,
+        "timings_s": timings,
+        "metrics": comparison.to_dict() if comparison else None,
+        "metrics_of_network_prediction": initial_comparison.to_dict() if initial_comparison else None,
+    }
+    files["reconstruct.json"] = out / "reconstruct.json"
+    with atomic_path(files["reconstruct.json"]) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    return ReconstructResult(
+        reconstruction=result_object, refinement=refined, comparison=comparison, start=start,
+        timings=timings, files=files, initial_comparison=initial_comparison,
+    )  # fmt: skip
