@@ -538,6 +538,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     example.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="random seed")
     example.add_argument("--epochs", type=_positive_int, default=10, help="training epochs (default 10)")
+    example.add_argument(
+        "--refine-seconds",
+        type=_positive_float,
+        default=20.0,
+        help="physics refinement time budget (default 20)",
+    )
     return parser
 
 
@@ -628,7 +634,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.command == "example":
         config = _DEFAULTS.replace(n_positions=args.n_positions, seed=args.seed)
-        return 0 if run_example(args.output_dir, config, epochs=args.epochs).ok else 1
+        result = run_example(args.output_dir, config, epochs=args.epochs, refine_seconds=args.refine_seconds)
+        return 0 if result.ok else 1
     raise AssertionError(f"unhandled command {args.command}")  # argparse guards this
 
 

@@ -159,11 +159,15 @@ class RefinementConfig:
 
 @dataclass(frozen=True)
 class RefinementProgress:
-    """Reported to the progress callback after every epoch."""
+    """Reported to the progress callback after every epoch.
+
+    ``snapshot()`` returns a copy of the current object (complex64 numpy), on demand only.
+    """
 
     epoch: int
     loss: float
     elapsed_s: float
+    snapshot: Callable[[], np.ndarray] = field(repr=False, default=lambda: np.empty((0, 0), np.complex64))
 
 
 @dataclass
@@ -415,7 +419,12 @@ def refine_object(
         history.append(epoch_loss)
         if callback is not None:
             callback(
-                RefinementProgress(epoch=epoch, loss=epoch_loss, elapsed_s=time.perf_counter() - started)
+                RefinementProgress(
+                    epoch=epoch,
+                    loss=epoch_loss,
+                    elapsed_s=time.perf_counter() - started,
+                    snapshot=lambda: params.object().detach().cpu().numpy().astype(np.complex64),
+                )
             )
         if stop_reason == "time budget":
             break

@@ -129,6 +129,21 @@ def predict_object(
     )
 
 
+#: Metrics use pixels whose summed, normalised window (probe intensity) reaches this, a tenth
+#: of one probe peak: the region the data constrain, not the faint rim.
+WELL_COVERED = 0.1
+
+
+def compare_to_truth(
+    obj: np.ndarray, truth: np.ndarray | None, weight_sum: np.ndarray
+) -> ObjectComparison | None:
+    """Metrics against a ground truth on the well-covered region (None without a truth)."""
+    if truth is None or truth.shape != obj.shape:
+        return None
+    well = weight_sum >= WELL_COVERED
+    return compare_objects(obj, truth, well if well.any() else weight_sum > 0)
+
+
 @dataclass
 class InferenceResult:
     reconstruction: Reconstruction
@@ -166,9 +181,7 @@ def infer(
         progress=progress,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
-    comparison = None
-    if scan.object is not None:
-        comparison = compare_objects(reconstruction.object, scan.object, reconstruction.coverage)
+    comparison = compare_to_truth(reconstruction.object, scan.object, reconstruction.weight_sum)
     files = write_reconstruction(
         reconstruction,
         output_dir,

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import load_run_config
-from ..evaluation import ObjectComparison, compare_objects
+from ..evaluation import ObjectComparison
 from ..io import atomic_path, read_scan
 from ..physics import canvas_shape
 from ..refine import (
@@ -33,12 +33,8 @@ from ..refine import (
     refine_object,
 )
 from .bundles import load_model_bundle, resolve_device
-from .inference import Reconstruction, predict_object
+from .inference import Reconstruction, compare_to_truth, predict_object
 from .outputs import write_loss_curve, write_reconstruction
-
-#: Metrics use pixels whose summed, normalised probe intensity reaches this (a tenth of one
-#: probe peak): the region the data constrain, not the faint rim.
-WELL_COVERED = 0.1
 
 
 @dataclass
@@ -52,13 +48,6 @@ class ReconstructResult:
     timings: dict[str, float] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     initial_comparison: ObjectComparison | None = None
-
-
-def _compare(obj: np.ndarray, truth: np.ndarray | None, weight_sum: np.ndarray) -> ObjectComparison | None:
-    if truth is None or truth.shape != obj.shape:
-        return None
-    well = weight_sum >= WELL_COVERED
-    return compare_objects(obj, truth, well if well.any() else weight_sum > 0)
 
 
 def reconstruct(
@@ -146,7 +135,7 @@ def reconstruct(
         flat = constant_object(shape, torch.from_numpy(scan.diffraction), torch.from_numpy(scan.probe_modes))
         initial = np.where(predicted.coverage, predicted.object, flat.numpy())
         timings["network_s"] = time.perf_counter() - t0
-        initial_comparison = _compare(predicted.object, scan.object, predicted.weight_sum)
+        initial_comparison = compare_to_truth(predicted.object, scan.object, predicted.weight_sum)
         log(f"network prediction from {bundle} in {timings['network_s']:.2f} s")
     elif scan.object is not None:
         initial = constant_object(
@@ -183,7 +172,7 @@ def reconstruct(
         object=obj, coverage=coverage, weight_sum=refined.illumination, positions=refined.positions,
         pixel_size_m=scan.pixel_size_m(),
     )  # fmt: skip
-    comparison = _compare(obj, scan.object, refined.illumination)
+    comparison = compare_to_truth(obj, scan.object, refined.illumination)
     timings["total_s"] = time.perf_counter() - started
     files = write_reconstruction(
         result_object, out, comparison=comparison, title=f"{Path(data).name} ({start} start, refined)",
