@@ -91,7 +91,18 @@ def test_bad_output_suffix_and_bad_values_are_usage_errors(tmp_path, capsys):
 
 def test_example_runs_the_whole_pipeline(tmp_path, capsys):
     out = tmp_path / "example"
-    assert main(["example", "--output-dir", str(out), "--n-positions", "36", "--epochs", "1"]) == 0
+    args = [
+        "example",
+        "--output-dir",
+        str(out),
+        "--n-positions",
+        "36",
+        "--epochs",
+        "1",
+        "--refine-seconds",
+        "2",
+    ]
+    assert main(args) == 0
     assert read_scan(out / "scan.npz").n_patterns == 36
     assert read_scan(out / "scan.cxi").n_patterns == 36
     assert (out / "training" / "model.zip").is_file()
@@ -99,10 +110,11 @@ def test_example_runs_the_whole_pipeline(tmp_path, capsys):
 
     picture = matplotlib.image.imread(out / "scan_overview.png")
     assert picture.ndim == 3 and picture.shape[0] > 300 and picture[..., :3].std() > 0.05
-    for name in ("amplitude.png", "phase.png", "reconstruction.npz", "metrics.json"):
+    for name in ("amplitude.png", "phase.png", "reconstruction.npz", "metrics.json", "loss.png"):
         assert (out / "reconstruction" / name).is_file()
     printed = capsys.readouterr().out
-    assert "problems: none" in printed and "against the ground truth: phase SSIM" in printed
+    assert "problems: none" in printed
+    assert "network prediction: phase SSIM" in printed and "after refinement: phase SSIM" in printed
 
 
 def test_console_script_is_installed():
