@@ -13,6 +13,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ def reconstruct(
     photons_per_pattern: float | None = None,
     progress: bool | None = None,
     log=print,
+    callback: Callable[[RefinementProgress], None] | None = None,
 ) -> ReconstructResult:
     """Reconstruct a scan: network prediction (optional), then physics refinement.
 
@@ -90,6 +92,8 @@ def reconstruct(
         Progress bars (default: on a terminal).
     log : callable
         Receives one-line status messages.
+    callback : callable, optional
+        Also called with every epoch's :class:`~ptychopinn.refine.RefinementProgress`.
     """
     refinement = refinement if refinement is not None else RefinementConfig()
     if model is not None and train_first:
@@ -151,6 +155,8 @@ def reconstruct(
     )
 
     def report(step: RefinementProgress) -> None:
+        if callback is not None:
+            callback(step)
         bar.update(1)
         bar.set_postfix(loss=f"{step.loss:.5g}", seconds=f"{step.elapsed_s:.1f}")
 
