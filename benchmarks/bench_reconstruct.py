@@ -46,9 +46,13 @@ def time_to_quality(scan_path: Path, out: Path, model: Path | None, budget: floa
     truth = read_scan(scan_path).object
     snapshots: list[tuple[float, object]] = []
     started = time.perf_counter()
+
+    def record(step) -> None:
+        snapshots.append((time.perf_counter() - started, step.snapshot()))
+
     result = reconstruct(
         scan_path, out, model=model, refinement=RefinementConfig(time_budget_s=budget), progress=False,
-        log=lambda message: None, callback=lambda step: snapshots.append((time.perf_counter() - started, step.snapshot())),
+        log=lambda message: None, callback=record,
     )  # fmt: skip
     weight = result.refinement.illumination
     curve = []
