@@ -41,7 +41,7 @@ def time_to_quality(scan_path: Path, out: Path, model: Path | None, budget: floa
     from ptychopinn.io import read_scan
     from ptychopinn.refine import RefinementConfig
     from ptychopinn.workflows import reconstruct
-    from ptychopinn.workflows.inference import compare_to_truth
+    from ptychopinn.workflows.evaluation import compare_to_truth
 
     truth = read_scan(scan_path).object
     snapshots: list[tuple[float, object]] = []

@@ -1,17 +1,15 @@
 """Quality of reconstructions against ground truth (physics.md, "Evaluation")."""
 
-from .metrics import (
-    ChannelMetrics,
-    ObjectComparison,
-    compare_objects,
-    covered_region,
-    remove_phase_ramp,
-)
+from .frc import FRCResult, fourier_ring_correlation, half_bit_threshold
+from .metrics import ChannelMetrics, ObjectComparison, compare_objects, covered_region, remove_phase_ramp
 
 __all__ = [
     "ChannelMetrics",
+    "FRCResult",
     "ObjectComparison",
     "compare_objects",
     "covered_region",
+    "fourier_ring_correlation",
+    "half_bit_threshold",
     "remove_phase_ramp",
 ]

@@ -16,6 +16,8 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 from skimage.registration import phase_cross_correlation
 
+from .frc import FRCResult, fourier_ring_correlation
+
 
 @dataclass(frozen=True)
 class ChannelMetrics:
@@ -26,15 +28,21 @@ class ChannelMetrics:
     ssim: float
     pearson: float
     data_range: float
+    frc: FRCResult | None = None
 
-    def to_dict(self) -> dict[str, float]:
-        return {
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
             "mae": self.mae,
             "psnr_db": self.psnr_db,
             "ssim": self.ssim,
             "pearson": self.pearson,
             "data_range": self.data_range,
         }
+        if self.frc is not None:
+            out["frc_resolution_px"] = self.frc.resolution_px
+            out["frc_resolution_m"] = self.frc.resolution_m
+            out["frc"] = self.frc.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,9 @@ def covered_region(coverage: np.ndarray) -> tuple[int, int, int, int]:
     raise ValueError("the coverage mask holds no rectangle to compare")
 
 
-def _channel(reference: np.ndarray, estimate: np.ndarray) -> ChannelMetrics:
+def _channel(
+    reference: np.ndarray, estimate: np.ndarray, pixel_size_m: float | None = None
+) -> ChannelMetrics:
     data_range = float(reference.max() - reference.min())
     error = estimate - reference
     mse = float(np.mean(error**2))
@@ -113,12 +123,16 @@ def _channel(reference: np.ndarray, estimate: np.ndarray) -> ChannelMetrics:
         pearson = float(np.corrcoef(reference.ravel(), estimate.ravel())[0, 1])
     else:
         pearson = 0.0  # a flat image correlates with nothing
+    frc = None
+    if min(reference.shape) >= 8:
+        frc = fourier_ring_correlation(reference, estimate, pixel_size_m=pixel_size_m)
     return ChannelMetrics(
         mae=float(np.mean(np.abs(error))),
         psnr_db=psnr,
         ssim=float(ssim),
         pearson=pearson,
         data_range=data_range,
+        frc=frc,
     )
 
 
@@ -140,6 +154,7 @@ def compare_objects(
     register: bool = True,
     remove_ramp: bool = False,
     max_shift_px: float = 8.0,
+    pixel_size_m: float | None = None,
 ) -> ObjectComparison:
     """Align a reconstruction to a ground truth and measure amplitude and phase quality.
 
@@ -157,6 +172,8 @@ def compare_objects(
     max_shift_px : float
         A registration shift larger than this is not applied (the cross-correlation of a
         failed, featureless reconstruction peaks anywhere); the reported shift is then zero.
+    pixel_size_m : float, optional
+        Object pixel size, to report FRC resolutions in metres too.
 
     Returns
     -------
@@ -183,8 +200,8 @@ def compare_objects(
     scale = float(np.sum(np.abs(ref) * np.abs(est)) / max(np.sum(np.abs(est) ** 2), 1e-30))
     aligned = scale * np.abs(est) * np.exp(1j * np.angle(est))
     return ObjectComparison(
-        amplitude=_channel(np.abs(ref), np.abs(aligned)),
-        phase=_channel(np.angle(ref), np.angle(aligned)),
+        amplitude=_channel(np.abs(ref), np.abs(aligned), pixel_size_m),
+        phase=_channel(np.angle(ref), np.angle(aligned), pixel_size_m),
         shift_px=shift,
         phase_offset_rad=offset,
         amplitude_scale=scale,

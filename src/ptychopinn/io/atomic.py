@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,13 +16,14 @@ from pathlib import Path
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it onto ``path``.
 
+    The caller writes the file at the yielded path (any writer: numpy, h5py, matplotlib).
+
     On an exception the temporary file is removed and the target is left untouched.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # A fresh name, not a file: the writer creates it with the usual (umask) permissions.
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
     try:
         yield tmp
         with open(tmp, "rb+") as handle:

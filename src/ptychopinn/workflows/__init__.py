@@ -16,6 +16,7 @@ from ..io import BundleError, FileReport, ScanFileError, ScanValidationError, in
 from ..refine import OPTIMIZERS, REFINE_LOSSES, RefinementConfig, RefinementResult
 from ..simulate import OBJECT_KINDS, PROBE_KINDS, SCAN_KINDS, SimulationConfig
 from .bundles import LoadedModel, load_model_bundle, save_model_bundle
+from .evaluation import EvaluationResult, evaluate
 from .example import ExampleResult, run_example
 from .figures import plot_scan_overview
 from .inference import InferenceResult, Reconstruction, infer, predict_object
@@ -26,6 +27,7 @@ from .training import TrainResult, train
 train_model = train  # the CLI's names, beside its own `train` and `infer` parsers
 infer_scan = infer
 reconstruct_scan = reconstruct
+evaluate_reconstruction = evaluate
 
 __all__ = [
     "ACCELERATORS",
@@ -41,6 +43,7 @@ __all__ = [
     "SCHEDULERS",
     "STRATEGIES",
     "BundleError",
+    "EvaluationResult",
     "ExampleResult",
     "ExecutionConfig",
     "InferenceResult",
@@ -55,6 +58,8 @@ __all__ = [
     "ScanValidationError",
     "SimulationConfig",
     "TrainResult",
+    "evaluate",
+    "evaluate_reconstruction",
     "infer",
     "infer_scan",
     "inspect_file",

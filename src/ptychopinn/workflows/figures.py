@@ -54,3 +54,50 @@ def plot_scan_overview(scan: Scan, path: str | os.PathLike, title: str | None = 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def plot_comparison(comparison, path: str | os.PathLike) -> None:
+    """Save ground truth, reconstruction and error for amplitude and phase, and FRC curves.
+
+    ``comparison`` is an :class:`~ptychopinn.evaluation.ObjectComparison` (aligned arrays).
+    """
+    ref, est = comparison.reference, comparison.aligned
+    fig, axes = plt.subplots(2, 4, figsize=(18, 8.5))
+    rows = (
+        ("amplitude", np.abs(ref), np.abs(est), "gray", comparison.amplitude),
+        ("phase", np.angle(ref), np.angle(est), "twilight", comparison.phase),
+    )
+    for row, (name, truth, recon, cmap, metrics) in enumerate(rows):
+        low, high = float(truth.min()), float(truth.max())
+        for col, (image, label) in enumerate(((truth, "ground truth"), (recon, "reconstruction"))):
+            shown = axes[row, col].imshow(image, cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
+            axes[row, col].set_title(f"{name}: {label}", fontsize=10)
+            fig.colorbar(shown, ax=axes[row, col], fraction=0.046, pad=0.04)
+        error = recon - truth
+        limit = float(np.abs(error).max()) or 1.0
+        shown = axes[row, 2].imshow(error, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        axes[row, 2].set_title(
+            f"{name}: error (SSIM {metrics.ssim:.3f}, PSNR {metrics.psnr_db:.1f} dB, "
+            f"r {metrics.pearson:.3f})",
+            fontsize=9,
+        )
+        fig.colorbar(shown, ax=axes[row, 2], fraction=0.046, pad=0.04)
+        ax = axes[row, 3]
+        if metrics.frc is not None:
+            ax.plot(metrics.frc.frequency, metrics.frc.frc, label="FRC")
+            ax.plot(metrics.frc.frequency, metrics.frc.threshold, "--", label="1/2-bit threshold")
+            ax.set_xlabel("spatial frequency (cycles / pixel)")
+            ax.set_ylim(-0.1, 1.05)
+            resolution = f"{metrics.frc.resolution_px:.2f} px"
+            if metrics.frc.resolution_m is not None:
+                resolution += f" = {metrics.frc.resolution_m * 1e9:.1f} nm"
+            ax.set_title(f"{name} FRC: resolution {resolution}", fontsize=10)
+            ax.legend(fontsize=8)
+            ax.grid(alpha=0.3)
+        for col in range(3):
+            axes[row, col].set_xticks([])
+            axes[row, col].set_yticks([])
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
+    plt.close(fig)

@@ -19,12 +19,14 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import GroupedDiffraction, group_positions, make_dataloader
-from ..evaluation import ObjectComparison, compare_objects
+from ..evaluation import ObjectComparison
 from ..io import Scan, read_scan
 from ..models import PINNModule
 from ..physics import PatchStitcher, canvas_shape, probe_weight
 from .bundles import load_model_bundle, resolve_device
+from .evaluation import compare_to_truth
 from .outputs import write_reconstruction
+from .report import write_report
 
 
 @dataclass
@@ -129,21 +131,6 @@ def predict_object(
     )
 
 
-#: Metrics use pixels whose summed, normalised window (probe intensity) reaches this, a tenth
-#: of one probe peak: the region the data constrain, not the faint rim.
-WELL_COVERED = 0.1
-
-
-def compare_to_truth(
-    obj: np.ndarray, truth: np.ndarray | None, weight_sum: np.ndarray
-) -> ObjectComparison | None:
-    """Metrics against a ground truth on the well-covered region (None without a truth)."""
-    if truth is None or truth.shape != obj.shape:
-        return None
-    well = weight_sum >= WELL_COVERED
-    return compare_objects(obj, truth, well if well.any() else weight_sum > 0)
-
-
 @dataclass
 class InferenceResult:
     reconstruction: Reconstruction
@@ -181,7 +168,9 @@ def infer(
         progress=progress,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
-    comparison = compare_to_truth(reconstruction.object, scan.object, reconstruction.weight_sum)
+    comparison = compare_to_truth(
+        reconstruction.object, scan.object, reconstruction.weight_sum, pixel_size_m=scan.pixel_size_m()
+    )
     files = write_reconstruction(
         reconstruction,
         output_dir,
@@ -198,4 +187,13 @@ def infer(
         "patterns_per_second": scan.n_patterns / elapsed if elapsed > 0 else None,
     }
     (Path(output_dir) / "inference.json").write_text(json.dumps(info, indent=2))
+    files["report.html"] = write_report(
+        output_dir,
+        f"Inference: {Path(data).name} with {Path(model).name}",
+        images=[("amplitude", files["amplitude.png"]), ("phase", files["phase.png"]),
+                ("comparison with the ground truth", files.get("comparison.png", ""))],
+        metrics=comparison.to_dict() if comparison else None,
+        config=loaded.config.to_dict(),
+        details=info,
+    )  # fmt: skip
     return InferenceResult(reconstruction, comparison, files, info["patterns_per_second"] or 0.0)

@@ -51,7 +51,7 @@ def write_reconstruction(
       object pixels), ``pixel_size_m`` (float64, NaN when unknown);
     - ``amplitude.tiff``, ``phase.tiff``: float32 images;
     - ``amplitude.png``, ``phase.png``: pictures with colour bars (uncovered pixels blank);
-    - ``metrics.json`` when a comparison with ground truth is given.
+    - ``metrics.json`` and ``comparison.png`` when a comparison with ground truth is given.
 
     ``extra_arrays`` are stored in ``reconstruction.npz`` beside those (e.g. a refined probe).
     """
@@ -104,9 +104,13 @@ def write_reconstruction(
         "twilight",
     )
     if comparison is not None:
+        from .figures import plot_comparison
+
         files["metrics.json"] = out / "metrics.json"
         with atomic_path(files["metrics.json"]) as tmp:
             tmp.write_text(json.dumps(comparison.to_dict(), indent=2))
+        files["comparison.png"] = out / "comparison.png"
+        plot_comparison(comparison, files["comparison.png"])
     return files
 
 

@@ -34,8 +34,10 @@ from ..refine import (
     refine_object,
 )
 from .bundles import load_model_bundle, resolve_device
-from .inference import Reconstruction, compare_to_truth, predict_object
+from .evaluation import compare_to_truth
+from .inference import Reconstruction, predict_object
 from .outputs import write_loss_curve, write_reconstruction
+from .report import write_report
 
 
 @dataclass
@@ -139,7 +141,9 @@ def reconstruct(
         flat = constant_object(shape, torch.from_numpy(scan.diffraction), torch.from_numpy(scan.probe_modes))
         initial = np.where(predicted.coverage, predicted.object, flat.numpy())
         timings["network_s"] = time.perf_counter() - t0
-        initial_comparison = compare_to_truth(predicted.object, scan.object, predicted.weight_sum)
+        initial_comparison = compare_to_truth(
+            predicted.object, scan.object, predicted.weight_sum, pixel_size_m=scan.pixel_size_m()
+        )
         log(f"network prediction from {bundle} in {timings['network_s']:.2f} s")
     elif scan.object is not None:
         initial = constant_object(
@@ -178,7 +182,7 @@ def reconstruct(
         object=obj, coverage=coverage, weight_sum=refined.illumination, positions=refined.positions,
         pixel_size_m=scan.pixel_size_m(),
     )  # fmt: skip
-    comparison = compare_to_truth(obj, scan.object, refined.illumination)
+    comparison = compare_to_truth(obj, scan.object, refined.illumination, pixel_size_m=scan.pixel_size_m())
     timings["total_s"] = time.perf_counter() - started
     files = write_reconstruction(
         result_object, out, comparison=comparison, title=f"{Path(data).name} ({start} start, refined)",
@@ -208,6 +212,21 @@ def reconstruct(
     files["reconstruct.json"] = out / "reconstruct.json"
     with atomic_path(files["reconstruct.json"]) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
+    metrics = {}
+    if comparison is not None:
+        metrics["refined"] = comparison.to_dict()
+    if initial_comparison is not None:
+        metrics["network_prediction"] = initial_comparison.to_dict()
+    files["report.html"] = write_report(
+        out,
+        f"Reconstruction of {Path(data).name} ({start} start, physics refinement)",
+        images=[("amplitude", files["amplitude.png"]), ("phase", files["phase.png"]),
+                ("refinement loss per epoch", files["loss.png"]),
+                ("comparison with the ground truth", files.get("comparison.png", ""))],
+        metrics=metrics or None,
+        config={"refinement": dataclasses.asdict(refinement)},
+        details={k: v for k, v in summary.items() if not k.startswith(("refinement", "metrics"))},
+    )  # fmt: skip
     return ReconstructResult(
         reconstruction=result_object, refinement=refined, comparison=comparison, start=start,
         timings=timings, files=files, initial_comparison=initial_comparison,

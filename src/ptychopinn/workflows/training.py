@@ -33,6 +33,7 @@ from ..data import (
 from ..io import Scan, atomic_path, read_scan
 from ..models import PINNModule
 from .bundles import save_model_bundle
+from .report import training_curves, write_report
 
 log = logging.getLogger("ptychopinn")
 
@@ -306,6 +307,15 @@ def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | Non
         summary["bundle"] = str(bundle)
         summary["best_bundle"] = str(best_bundle) if best_bundle else None
         write_text_atomic(output_dir / "training_summary.json", json.dumps(summary, indent=2))
+        curves = training_curves(output_dir)
+        write_report(
+            output_dir,
+            f"Training on {Path(config.data.train_data).name}",
+            images=[("loss per epoch", curves)] if curves else [],
+            metrics=summary["metrics"],
+            config=config.to_dict(),
+            details={k: v for k, v in summary.items() if k != "metrics"},
+        )
     return TrainResult(
         output_dir=output_dir,
         config=config,

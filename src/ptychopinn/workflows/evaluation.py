@@ -1,0 +1,261 @@
+"""Workflow: judge a reconstruction (``ptychopinn evaluate``).
+
+With a ground truth: the aligned metrics of :mod:`ptychopinn.evaluation` (MAE, PSNR, SSIM,
+Pearson, FRC for amplitude and phase), ``metrics.json`` and a comparison figure. Without one,
+from the scan's data: the Poisson deviance (and NLL) of the data under the reconstruction,
+and optionally the FRC between independent reconstructions of the even and odd positions.
+``infer`` and ``reconstruct`` write their metrics with the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..evaluation import FRCResult, ObjectComparison, compare_objects, fourier_ring_correlation
+from ..io import ScanFileError, ScanValidationError, atomic_path, read_scan
+from ..physics import diffraction_intensity, extract_patches, poisson_deviance, poisson_nll
+from ..refine import RefinementConfig, refine_object
+from .figures import plot_comparison
+from .report import write_report
+
+#: Metrics use pixels whose summed, normalised probe intensity reaches this (a tenth of one
+#: probe peak): the region the data constrain, not the faint rim.
+WELL_COVERED = 0.1
+
+
+@dataclass
+class LoadedReconstruction:
+    """A reconstruction read back from ``reconstruction.npz``."""
+
+    path: Path
+    object: np.ndarray
+    coverage: np.ndarray
+    weight_sum: np.ndarray
+    positions: np.ndarray | None
+    pixel_size_m: float | None
+    probe: np.ndarray | None
+
+
+def load_reconstruction(path: str | os.PathLike) -> LoadedReconstruction:
+    """Read ``reconstruction.npz`` (or the folder holding it), as ``infer``/``reconstruct`` write it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "reconstruction.npz"
+    if not path.is_file():
+        raise ScanFileError("no such reconstruction file", source=str(path))
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "object" not in data.files:
+                raise ScanValidationError("not a reconstruction: no 'object' array", source=str(path))
+            obj = data["object"]
+            coverage = data["coverage"] if "coverage" in data.files else np.ones(obj.shape, bool)
+            weight = data["weight_sum"] if "weight_sum" in data.files else coverage.astype(np.float32)
+            positions = (
+                data["positions_refined"]
+                if "positions_refined" in data.files
+                else (data["positions"] if "positions" in data.files else None)
+            )
+            pixel = float(data["pixel_size_m"]) if "pixel_size_m" in data.files else float("nan")
+            probe = data["probe"] if "probe" in data.files else None
+    except (OSError, ValueError) as exc:
+        raise ScanFileError(f"cannot read ({exc})", source=str(path)) from None
+    if obj.ndim != 2 or coverage.shape != obj.shape:
+        raise ScanValidationError(
+            f"object {obj.shape} and coverage {coverage.shape} disagree", source=str(path)
+        )
+    return LoadedReconstruction(
+        path=path, object=obj.astype(np.complex64), coverage=coverage.astype(bool),
+        weight_sum=weight.astype(np.float32), positions=positions,
+        pixel_size_m=None if not np.isfinite(pixel) else pixel, probe=probe,
+    )  # fmt: skip
+
+
+def load_ground_truth(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
+    """The true object: from a scan file (NPZ/CXI with an object), or an array file.
+
+    Array files: ``.npy`` holding the complex object, or ``.npz`` with ``object`` or
+    ``objectGuess``. Returns the object and its pixel size (None when unknown).
+    """
+    path = Path(path)
+    try:
+        scan = read_scan(path)
+        if scan.object is None:
+            raise ScanValidationError(
+                "the scan holds no object to compare with", source=str(path), key="objectGuess"
+            )
+        return scan.object, scan.pixel_size_m()
+    except (ScanFileError, ScanValidationError) as scan_error:
+        try:
+            loaded = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            raise scan_error from None
+        if isinstance(loaded, np.ndarray):
+            return loaded.astype(np.complex64), None
+        with loaded:
+            key = next((k for k in ("object", "objectGuess") if k in loaded.files), None)
+            if key is None:
+                raise scan_error from None
+            return loaded[key].astype(np.complex64), None
+
+
+def _common_frame(a: np.ndarray, b: np.ndarray) -> tuple[slice, slice]:
+    """Both objects are in object pixels from the same origin: compare their common part."""
+    return slice(0, min(a.shape[0], b.shape[0])), slice(0, min(a.shape[1], b.shape[1]))
+
+
+def compare_to_truth(
+    obj: np.ndarray,
+    truth: np.ndarray | None,
+    weight_sum: np.ndarray,
+    *,
+    pixel_size_m: float | None = None,
+    remove_ramp: bool = False,
+    register: bool = True,
+) -> ObjectComparison | None:
+    """Metrics against a ground truth on the well-covered region (None without a truth)."""
+    if truth is None:
+        return None
+    rows, cols = _common_frame(obj, truth)
+    obj, truth, weight_sum = obj[rows, cols], truth[rows, cols], weight_sum[rows, cols]
+    well = weight_sum >= WELL_COVERED
+    return compare_objects(
+        obj, truth, well if well.any() else weight_sum > 0, pixel_size_m=pixel_size_m,
+        remove_ramp=remove_ramp, register=register,
+    )  # fmt: skip
+
+
+def data_fidelity(
+    obj: np.ndarray,
+    probe: np.ndarray,
+    positions: np.ndarray,
+    counts: np.ndarray,
+    mask: np.ndarray | None = None,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """Poisson NLL and deviance (per pixel, averaged) of measured counts under a reconstruction."""
+    obj_t = torch.from_numpy(obj.astype(np.complex64))[None]
+    probe_t = torch.from_numpy(np.asarray(probe, np.complex64))
+    mask_t = None if mask is None else torch.from_numpy(mask)
+    size = counts.shape[-1]
+    nll = deviance = 0.0
+    with torch.no_grad():
+        for start in range(0, len(counts), batch_size):
+            stop = min(start + batch_size, len(counts))
+            where = torch.from_numpy(positions[start:stop])[None]
+            predicted = diffraction_intensity(extract_patches(obj_t, where, size)[0], probe_t)
+            measured = torch.from_numpy(counts[start:stop])
+            share = (stop - start) / len(counts)
+            nll += float(poisson_nll(predicted, measured, mask_t)) * share
+            deviance += float(poisson_deviance(predicted, measured, mask_t)) * share
+    return {"poisson_nll": nll, "poisson_deviance": deviance}
+
+
+def half_scan_frc(scan_path: str | os.PathLike, seconds: float = 20.0, seed: int = 0) -> dict[str, FRCResult]:
+    """FRC between independent reconstructions of the even and the odd positions.
+
+    Each half is refined from a flat object for ``seconds``; the halves are registered and
+    compared on the region both cover well. No ground truth needed.
+    """
+    scan = read_scan(scan_path).load()
+    halves = []
+    for parity in (0, 1):
+        index = np.arange(parity, scan.n_patterns, 2)
+        halves.append(refine_object(
+            scan.diffraction[index], scan.positions[index], scan.probe_modes, mask=scan.mask,
+            config=RefinementConfig(time_budget_s=seconds, seed=seed),
+        ))  # fmt: skip
+    a, b = halves
+    rows, cols = _common_frame(a.object, b.object)
+    well = (a.illumination[rows, cols] >= WELL_COVERED) & (b.illumination[rows, cols] >= WELL_COVERED)
+    comparison = compare_objects(a.object[rows, cols], b.object[rows, cols], well)
+    pixel = scan.pixel_size_m()
+    ref, est = comparison.reference, comparison.aligned
+    return {
+        "amplitude": fourier_ring_correlation(np.abs(ref), np.abs(est), pixel_size_m=pixel),
+        "phase": fourier_ring_correlation(np.angle(ref), np.angle(est), pixel_size_m=pixel),
+    }
+
+
+@dataclass
+class EvaluationResult:
+    metrics: dict[str, object]
+    comparison: ObjectComparison | None
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def write_metrics(path: Path, metrics: dict[str, object]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2, default=float))
+
+
+def evaluate(
+    reconstruction: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    ground_truth: str | os.PathLike | None = None,
+    data: str | os.PathLike | None = None,
+    remove_ramp: bool = False,
+    register: bool = True,
+    half_scan_seconds: float | None = None,
+) -> EvaluationResult:
+    """Evaluate a reconstruction; writes ``metrics.json`` (and ``comparison.png`` with a truth).
+
+    Parameters
+    ----------
+    reconstruction : path
+        ``reconstruction.npz`` (or its folder).
+    output_dir : path
+    ground_truth : path, optional
+        Scan file with an object, or an array file (see :func:`load_ground_truth`).
+    data : path, optional
+        The scan: adds the data fidelity (Poisson NLL and deviance) of the reconstruction.
+    remove_ramp, register : bool
+        Alignment options of :func:`~ptychopinn.evaluation.compare_objects`.
+    half_scan_seconds : float, optional
+        With ``data``: also the even/odd half-scan FRC, refining each half this long.
+    """
+    if ground_truth is None and data is None:
+        raise ValueError("nothing to evaluate against: give --ground-truth and/or --data")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    recon = load_reconstruction(reconstruction)
+    metrics: dict[str, object] = {"reconstruction": str(recon.path)}
+    files: dict[str, Path] = {}
+    comparison = None
+    if ground_truth is not None:
+        truth, truth_pixel = load_ground_truth(ground_truth)
+        comparison = compare_to_truth(
+            recon.object, truth, recon.weight_sum, pixel_size_m=recon.pixel_size_m or truth_pixel,
+            remove_ramp=remove_ramp, register=register,
+        )  # fmt: skip
+        metrics["ground_truth"] = os.fspath(ground_truth)
+        metrics.update(comparison.to_dict())
+        files["comparison.png"] = out / "comparison.png"
+        plot_comparison(comparison, files["comparison.png"])
+    if data is not None:
+        scan = read_scan(data).load()
+        positions = recon.positions if recon.positions is not None else scan.positions
+        if len(positions) != scan.n_patterns:
+            positions = scan.positions
+        probe = recon.probe if recon.probe is not None else scan.probe_modes
+        metrics["data"] = os.fspath(data)
+        metrics["data_fidelity"] = data_fidelity(recon.object, probe, positions, scan.diffraction, scan.mask)
+        if half_scan_seconds:
+            halves = half_scan_frc(data, half_scan_seconds)
+            metrics["half_scan_frc"] = {name: frc.to_dict() for name, frc in halves.items()}
+    files["metrics.json"] = out / "metrics.json"
+    write_metrics(files["metrics.json"], metrics)
+    files["report.html"] = write_report(
+        out,
+        f"Evaluation of {recon.path}",
+        images=[("comparison with the ground truth", files.get("comparison.png", ""))],
+        metrics={k: v for k, v in metrics.items() if k not in ("reconstruction", "ground_truth", "data")},
+        details={k: metrics[k] for k in ("reconstruction", "ground_truth", "data") if k in metrics},
+    )
+    return EvaluationResult(metrics=metrics, comparison=comparison, files=files)
