@@ -128,7 +128,7 @@ def main() -> int:
             for algorithm in ("lsqml", "rpie"):
                 out = work / f"ptychi_{algorithm}.json"
                 started = time.perf_counter()
-                subprocess.run(
+                done = subprocess.run(
                     [
                         args.ptychi_python,
                         str(runner),
@@ -140,10 +140,22 @@ def main() -> int:
                         "--output",
                         str(out),
                     ],
-                    check=True,
                     capture_output=True,
                     text=True,
                 )
+                if done.returncode != 0:  # record the failure, keep benchmarking
+                    rows.append(
+                        {
+                            "scan": name,
+                            "method": f"pty-chi {algorithm}",
+                            "phase_ssim": None,
+                            "amplitude_ssim": None,
+                            "phase_frc_px": None,
+                            "seconds": time.perf_counter() - started,
+                            "error": done.stderr[-2000:],
+                        }
+                    )
+                    continue
                 found = json.loads(out.read_text())
                 rows.append(
                     {

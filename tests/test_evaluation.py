@@ -146,7 +146,7 @@ def test_evaluate_works_on_reconstruct_outputs_and_writes_a_report(reconstructed
         == 0
     )
     printed = capsys.readouterr().out
-    assert "phase: SSIM" in printed and "FRC resolution" in printed
+    assert "phase against the ground truth: SSIM" in printed and "FRC resolution" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["phase"]["ssim"] > 0.8
     assert {"frc_resolution_px", "psnr_db", "data_range"} <= set(metrics["phase"])

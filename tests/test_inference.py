@@ -249,7 +249,7 @@ def test_infer_cli_writes_every_documented_output(trained, scan_file, tmp_path, 
         ]
     )
     assert code == 0
-    assert "phase SSIM" in capsys.readouterr().out  # the scan carries its ground truth
+    assert "phase against the ground truth: SSIM" in capsys.readouterr().out  # the scan has a truth
     scan = read_scan(scan_file)
     with np.load(out / "reconstruction.npz", allow_pickle=False) as data:
         assert data["object"].dtype == np.complex64 and data["object"].shape == scan.object.shape

@@ -260,4 +260,4 @@ def test_reconstruct_cli_flags_reach_the_refinement(tmp_path, capsys):
         assert arrays["loss"].shape == (4,)
     for name in ("amplitude.png", "phase.png", "amplitude.tiff", "phase.tiff", "metrics.json", "loss.png"):
         assert (out / name).is_file()
-    assert "phase SSIM" in capsys.readouterr().out
+    assert "phase against the ground truth: SSIM" in capsys.readouterr().out

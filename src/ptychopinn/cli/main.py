@@ -572,121 +572,135 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(args: argparse.Namespace) -> int:
-    if args.command == "simulate":
-        config = _simulation_config(args)
-        scan = simulate_to_file(config, args.output, progress=False if args.no_progress else None)
-        totals = scan.total_counts()
-        size = scan.pattern_size
+def _files_written(files) -> str:
+    return ", ".join(sorted(path.name for path in files.values()))
+
+
+def _print_comparison(comparison) -> None:
+    if comparison is None:
+        return
+    for name, m in (("amplitude", comparison.amplitude), ("phase", comparison.phase)):
+        frc = f", FRC resolution {m.frc.resolution_px:.2f} px" if m.frc else ""
         print(
-            f"wrote {args.output}: {scan.n_patterns} patterns of {size}x{size}, "
-            f"object {scan.object.shape[0]}x{scan.object.shape[1]}, mean counts {totals.mean():.6g}"
+            f"{name} against the ground truth: SSIM {m.ssim:.3f}, PSNR {m.psnr_db:.2f} dB "
+            f"(range {m.data_range:.3g}), Pearson {m.pearson:.3f}, MAE {m.mae:.4g}{frc}"
         )
-        return 0
-    if args.command == "inspect":
-        status = 0
-        for path in args.files:
-            report = inspect_file(path, photons_per_pattern=args.nphotons)
-            print(report.format_text())
-            status = status or (0 if report.ok else 1)
-        return status
-    if args.command == "train":
-        config = load_run_config(args.config, train_overrides(args))
-        result = train_model(config, args.output_dir, resume=args.resume)
-        summary = result.summary
-        print(
-            f"trained {summary['epochs_completed']} epoch(s), {summary['global_steps']} step(s) in "
-            f"{summary['wall_time_s']:.1f} s; outputs in {args.output_dir}"
-        )
-        return 0
-    if args.command == "infer":
-        if args.num_workers < 0:
-            raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
-        devices = ExecutionConfig(devices=args.devices).devices
-        result = infer_scan(
-            args.model, args.data, args.output_dir, accelerator=args.accelerator, devices=devices,
-            num_workers=args.num_workers, inference_batch_size=args.inference_batch_size,
-            n_groups=args.n_groups, photons_per_pattern=args.nphotons,
-            progress=False if args.no_progress else None,
-        )  # fmt: skip
-        print(
-            f"reconstructed {args.data} at {result.patterns_per_second:.0f} patterns/s; wrote "
-            f"{', '.join(sorted(p.name for p in result.files.values()))} to {args.output_dir}"
-        )
-        if result.comparison is not None:
-            c = result.comparison
-            print(
-                f"against ground truth: phase SSIM {c.phase.ssim:.3f}, "
-                f"Pearson {c.phase.pearson:.3f}; "
-                f"amplitude SSIM {c.amplitude.ssim:.3f}, Pearson {c.amplitude.pearson:.3f}"
-            )
-        return 0
-    if args.command == "reconstruct":
-        adam = args.optimizer == "adam"
-        refinement = RefinementConfig(
-            epochs=args.epochs,
-            time_budget_s=args.time_budget,
-            optimizer=args.optimizer,
-            learning_rate=args.learning_rate or (0.02 if adam else RefinementConfig.learning_rate),
-            batch_size=args.batch_size or (16 if adam else RefinementConfig.batch_size),
-            loss=args.loss,
-            refine_probe=args.refine_probe,
-            probe_modes=args.probe_modes,
-            correct_positions=args.correct_positions,
-            max_position_shift_px=args.max_position_shift,
-            tv_weight=args.tv_weight,
-            convergence_tolerance=args.tolerance,
-            seed=args.seed,
-        )
-        result = reconstruct_scan(
-            args.data, args.output_dir, model=args.model, train_first=args.train_first,
-            train_time_budget_s=args.train_time_budget, refinement=refinement,
-            accelerator=args.accelerator, devices=ExecutionConfig(devices=args.devices).devices,
-            inference_batch_size=args.inference_batch_size, photons_per_pattern=args.nphotons,
-            progress=False if args.no_progress else None,
-        )  # fmt: skip
-        print(
-            f"reconstructed {args.data} ({result.start} start) in {result.timings['total_s']:.1f} s; "
-            f"wrote {', '.join(sorted(p.name for p in result.files.values()))} to {args.output_dir}"
-        )
-        if result.comparison is not None:
-            c = result.comparison
-            print(
-                f"against ground truth: phase SSIM {c.phase.ssim:.3f}, "
-                f"Pearson {c.phase.pearson:.3f}; amplitude SSIM {c.amplitude.ssim:.3f}, "
-                f"Pearson {c.amplitude.pearson:.3f}"
-            )
-        return 0
-    if args.command == "evaluate":
-        result = evaluate_reconstruction(
-            args.reconstruction, args.output_dir, ground_truth=args.ground_truth, data=args.data,
-            remove_ramp=args.remove_ramp, register=not args.no_register,
-            half_scan_seconds=args.half_scan_seconds,
-        )  # fmt: skip
-        if result.comparison is not None:
-            c = result.comparison
-            for name, m in (("amplitude", c.amplitude), ("phase", c.phase)):
-                frc = f", FRC resolution {m.frc.resolution_px:.2f} px" if m.frc else ""
-                print(
-                    f"{name}: SSIM {m.ssim:.3f}, PSNR {m.psnr_db:.2f} dB (range {m.data_range:.3g}), "
-                    f"Pearson {m.pearson:.3f}, MAE {m.mae:.4g}{frc}"
-                )
-        if "data_fidelity" in result.metrics:
-            print(f"data fidelity: {result.metrics['data_fidelity']}")
-        print(f"wrote {', '.join(sorted(p.name for p in result.files.values()))} to {args.output_dir}")
-        return 0
-    if args.command == "example":
-        config = _DEFAULTS.replace(n_positions=args.n_positions, seed=args.seed)
-        result = run_example(args.output_dir, config, epochs=args.epochs, refine_seconds=args.refine_seconds)
-        return 0 if result.ok else 1
-    raise AssertionError(f"unhandled command {args.command}")  # argparse guards this
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    scan = simulate_to_file(
+        _simulation_config(args), args.output, progress=False if args.no_progress else None
+    )
+    size = scan.pattern_size
+    print(
+        f"wrote {args.output}: {scan.n_patterns} patterns of {size}x{size}, object "
+        f"{scan.object.shape[0]}x{scan.object.shape[1]}, mean counts {scan.total_counts().mean():.6g}"
+    )
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    status = 0
+    for path in args.files:
+        report = inspect_file(path, photons_per_pattern=args.nphotons)
+        print(report.format_text())
+        status = status or (0 if report.ok else 1)
+    return status
+
+
+def _train(args: argparse.Namespace) -> int:
+    config = load_run_config(args.config, train_overrides(args))
+    summary = train_model(config, args.output_dir, resume=args.resume).summary
+    print(
+        f"trained {summary['epochs_completed']} epoch(s), {summary['global_steps']} step(s) in "
+        f"{summary['wall_time_s']:.1f} s; outputs in {args.output_dir}"
+    )
+    return 0
+
+
+def _infer(args: argparse.Namespace) -> int:
+    if args.num_workers < 0:
+        raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
+    result = infer_scan(
+        args.model, args.data, args.output_dir, accelerator=args.accelerator,
+        devices=ExecutionConfig(devices=args.devices).devices, num_workers=args.num_workers,
+        inference_batch_size=args.inference_batch_size, n_groups=args.n_groups,
+        photons_per_pattern=args.nphotons, progress=False if args.no_progress else None,
+    )  # fmt: skip
+    print(
+        f"reconstructed {args.data} at {result.patterns_per_second:.0f} patterns/s; "
+        f"wrote {_files_written(result.files)} to {args.output_dir}"
+    )
+    _print_comparison(result.comparison)
+    return 0
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    adam = args.optimizer == "adam"
+    refinement = RefinementConfig(
+        epochs=args.epochs,
+        time_budget_s=args.time_budget,
+        optimizer=args.optimizer,
+        learning_rate=args.learning_rate or (0.02 if adam else RefinementConfig.learning_rate),
+        batch_size=args.batch_size or (16 if adam else RefinementConfig.batch_size),
+        loss=args.loss,
+        refine_probe=args.refine_probe,
+        probe_modes=args.probe_modes,
+        correct_positions=args.correct_positions,
+        max_position_shift_px=args.max_position_shift,
+        tv_weight=args.tv_weight,
+        convergence_tolerance=args.tolerance,
+        seed=args.seed,
+    )
+    result = reconstruct_scan(
+        args.data, args.output_dir, model=args.model, train_first=args.train_first,
+        train_time_budget_s=args.train_time_budget, refinement=refinement,
+        accelerator=args.accelerator, devices=ExecutionConfig(devices=args.devices).devices,
+        inference_batch_size=args.inference_batch_size, photons_per_pattern=args.nphotons,
+        progress=False if args.no_progress else None,
+    )  # fmt: skip
+    print(
+        f"reconstructed {args.data} ({result.start} start) in {result.timings['total_s']:.1f} s; "
+        f"wrote {_files_written(result.files)} to {args.output_dir}"
+    )
+    _print_comparison(result.comparison)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    result = evaluate_reconstruction(
+        args.reconstruction, args.output_dir, ground_truth=args.ground_truth, data=args.data,
+        remove_ramp=args.remove_ramp, register=not args.no_register, half_scan_seconds=args.half_scan_seconds,
+    )  # fmt: skip
+    _print_comparison(result.comparison)
+    if "data_fidelity" in result.metrics:
+        print(f"data fidelity: {result.metrics['data_fidelity']}")
+    print(f"wrote {_files_written(result.files)} to {args.output_dir}")
+    return 0
+
+
+def _example(args: argparse.Namespace) -> int:
+    config = _DEFAULTS.replace(n_positions=args.n_positions, seed=args.seed)
+    result = run_example(args.output_dir, config, epochs=args.epochs, refine_seconds=args.refine_seconds)
+    return 0 if result.ok else 1
+
+
+_COMMANDS = {
+    "simulate": _simulate,
+    "inspect": _inspect,
+    "train": _train,
+    "infer": _infer,
+    "reconstruct": _reconstruct,
+    "evaluate": _evaluate,
+    "example": _example,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _run(args)
+        return _COMMANDS[args.command](args)
     except (ScanFileError, ScanValidationError, BundleError) as exc:
         print(f"ptychopinn {args.command}: error: {exc}", file=sys.stderr)
         return 1
