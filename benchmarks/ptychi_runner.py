@@ -69,17 +69,22 @@ def run(scan_path: str, algorithm: str, seconds: float, batch_size: int, device:
     while time.perf_counter() - started < seconds:
         task.run(1)
         snapshots.append((time.perf_counter() - started, task.get_data_to_cpu("object", as_numpy=True)[0]))
+    diverged = False
     for elapsed, obj in snapshots:  # scored after the run: scoring is not the solver's time
+        if not np.isfinite(obj).all():
+            diverged = True  # NaN or inf: the solver diverged; later epochs stay so
+            break
         comparison = compare_objects(obj, scan.object, well)
         curve.append((elapsed, comparison.phase.ssim, comparison.amplitude.ssim))
     reached = next((t for t, ssim, _ in curve if ssim >= 0.95), None)
     return {
         "solver": f"pty-chi {algorithm}",
         "setup_s": setup_s,
-        "epochs": len(curve),
+        "epochs": len(snapshots),
+        "diverged": diverged,
         "seconds_to_phase_ssim_0.95": reached,
-        "final_phase_ssim": curve[-1][1] if curve else None,
-        "final_amplitude_ssim": curve[-1][2] if curve else None,
+        "final_phase_ssim": None if diverged or not curve else curve[-1][1],
+        "final_amplitude_ssim": None if diverged or not curve else curve[-1][2],
         "curve": curve,
     }
 

@@ -215,7 +215,7 @@ class TrainingConfig(_Section):
 
     def __post_init__(self) -> None:
         self._int("epochs", 1)
-        self._float("time_budget_s", 0.0, strict=True, optional=True)
+        self._float("time_budget_s", 0.0, strict=True, optional=True, maximum=1e9)  # < 32 years
         self._choice("loss", LOSSES)
         self._float("mae_weight", 0.0)
         self._float("probe_learning_rate", 0.0, strict=True, optional=True)

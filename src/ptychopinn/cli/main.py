@@ -1,7 +1,8 @@
 """``ptychopinn``: command-line entry point with one subcommand per job.
 
 Exit codes: 0 success; 1 bad data or a failed check (message names file, key and problem);
-2 bad command-line usage.
+2 bad command-line usage; 3 training stopped by SIGINT/SIGTERM after saving a checkpoint
+(continue with ``--resume last``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from ..workflows import (
 )
 
 _DEFAULTS = SimulationConfig()
+EXIT_INTERRUPTED = 3
 
 
 def _positive_float(text: str) -> float:
@@ -368,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume",
         metavar="PATH",
-        help="continue from a checkpoint ('last': OUTPUT_DIR/checkpoints/last.ckpt)",
+        help="continue from a checkpoint; 'last': OUTPUT_DIR/checkpoints/last.ckpt; 'auto': it, if present",
     )
     _add_train_options(train)
 
@@ -615,6 +617,12 @@ def _train(args: argparse.Namespace) -> int:
         f"trained {summary['epochs_completed']} epoch(s), {summary['global_steps']} step(s) in "
         f"{summary['wall_time_s']:.1f} s; outputs in {args.output_dir}"
     )
+    if summary["interrupted"]:
+        print(
+            "interrupted by a signal: checkpoint and bundle saved; continue with --resume last",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     return 0
 
 

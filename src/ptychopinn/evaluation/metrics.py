@@ -183,6 +183,8 @@ def compare_objects(
         raise ValueError(
             f"reconstruction {reconstruction.shape} and reference {reference.shape} differ in shape"
         )
+    if not np.isfinite(reconstruction).all():
+        raise ValueError("the reconstruction holds NaN or inf values (did the solver diverge?)")
     coverage = np.ones(reference.shape, bool) if coverage is None else coverage
     r0, r1, c0, c1 = covered_region(coverage)
     ref = reference[r0:r1, c0:c1].astype(np.complex128)

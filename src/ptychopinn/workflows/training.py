@@ -34,6 +34,7 @@ from ..io import Scan, atomic_path, read_scan
 from ..models import PINNModule
 from .bundles import save_model_bundle
 from .report import training_curves, write_report
+from .signals import GracefulStop
 
 log = logging.getLogger("ptychopinn")
 
@@ -187,7 +188,7 @@ def build_trainer(
         every_n_epochs=execution.checkpoint_every_n_epochs,
         save_last=True,
     )
-    callbacks: list[Any] = [checkpoint]
+    callbacks: list[Any] = [checkpoint, GracefulStop(output_dir / "checkpoints" / "last.ckpt")]
     if execution.early_stopping_patience is not None:
         callbacks.append(
             EarlyStopping(monitor=monitor, mode="min", patience=execution.early_stopping_patience)
@@ -233,7 +234,8 @@ def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | Non
     config : RunConfig
     output_dir : str or Path
     resume : str or Path, optional
-        A checkpoint to continue from, or ``"last"`` for ``output_dir/checkpoints/last.ckpt``.
+        A checkpoint to continue from; ``"last"`` for ``output_dir/checkpoints/last.ckpt``;
+        ``"auto"`` for that file when it exists (else a fresh start: for requeued jobs).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -280,7 +282,12 @@ def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | Non
     metrics = {
         k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1
     }
+    stopper = next((cb for cb in trainer.callbacks if isinstance(cb, GracefulStop)), None)
+    interrupted = bool(stopper and stopper.interrupted)
+    if interrupted:
+        log.warning("training stopped by a signal; checkpoint saved: continue with --resume last")
     summary = {
+        "interrupted": interrupted,
         "epochs_completed": trainer.current_epoch,
         "global_steps": trainer.global_step,
         "train_groups": len(data.train),
@@ -340,7 +347,10 @@ def _section_dict(section: Any) -> dict[str, Any]:
 def _resolve_resume(resume: str | Path | None, output_dir: Path) -> str | None:
     if resume is None:
         return None
-    path = output_dir / "checkpoints" / "last.ckpt" if str(resume) == "last" else Path(resume)
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if str(resume) == "auto":  # a requeued job: continue if there is something to continue
+        return str(last) if last.is_file() else None
+    path = last if str(resume) == "last" else Path(resume)
     if not path.is_file():
         raise ValueError(f"--resume: checkpoint {path} not found")
     return str(path)

@@ -1,0 +1,136 @@
+"""Runs that are killed, interrupted or split over processes lose no work."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ptychopinn.io import write_scan
+from ptychopinn.simulate import SimulationConfig, simulate_scan
+from ptychopinn.workflows import load_model_bundle
+
+TINY_MODEL = ["--width", "4", "--depth", "2", "--modes", "4"]
+
+
+@pytest.fixture(scope="module")
+def scan_file(tmp_path_factory) -> Path:
+    scan = simulate_scan(
+        SimulationConfig(pattern_size=16, n_positions=64, step_px=3.0, object_kind="grf", seed=3)
+    )
+    path = tmp_path_factory.mktemp("data") / "scan.npz"
+    write_scan(scan, path)
+    return path
+
+
+def train_command(scan_file, out, *extra):
+    return [
+        sys.executable,
+        "-m",
+        "ptychopinn",
+        "train",
+        "--train-data",
+        str(scan_file),
+        "--output-dir",
+        str(out),
+        "--accelerator",
+        "cpu",
+        "--no-progress-bar",
+        "--logger",
+        "none",
+        "--batch-size",
+        "4",
+        *TINY_MODEL,
+        *extra,
+    ]
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"training ended before {path} appeared: {process.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.2)
+
+
+def test_sigkill_mid_training_then_resume_reaches_the_final_epoch(scan_file, tmp_path):
+    out = tmp_path / "run"
+    # 2000 groups per epoch: an epoch lasts seconds, so the kill lands inside one
+    slow = ("--n-groups", "2000")
+    process = subprocess.Popen(
+        train_command(scan_file, out, "--epochs", "200", *slow), stderr=subprocess.PIPE, text=True
+    )
+    wait_for(out / "checkpoints" / "last.ckpt", process)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert not (out / "model.zip").exists()  # the killed run wrote no bundle, half or whole
+    assert not list(out.rglob(".*.tmp"))
+    done = subprocess.run(
+        train_command(scan_file, out, "--epochs", "4", "--resume", "last", *slow),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["epochs_completed"] == 4 and not summary["interrupted"]
+    assert load_model_bundle(out / "model.zip").manifest["epochs_completed"] == 4
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_stop_cleanly_with_a_checkpoint_and_a_bundle(scan_file, tmp_path, signum):
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        train_command(scan_file, out, "--epochs", "500"), stderr=subprocess.PIPE, text=True
+    )
+    wait_for(out / "checkpoints" / "last.ckpt", process)
+    process.send_signal(signum)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError("training did not stop within 60 s of the signal") from None
+    stderr = process.stderr.read()
+    assert process.returncode == 3, stderr[-2000:]
+    assert "--resume last" in stderr
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["interrupted"] and summary["epochs_completed"] < 500
+    load_model_bundle(out / "model.zip")  # a valid bundle of the weights so far
+    resumed = subprocess.run(
+        train_command(scan_file, out, "--epochs", str(summary["epochs_completed"] + 1), "--resume", "last"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
+@pytest.mark.skipif(os.cpu_count() is None or os.cpu_count() < 2, reason="needs two CPU cores")
+def test_two_process_ddp_on_cpu_trains_and_writes_one_bundle(scan_file, tmp_path):
+    out = tmp_path / "ddp"
+    done = subprocess.run(
+        train_command(
+            scan_file, out, "--epochs", "2", "--devices", "2", "--strategy", "ddp", "--logger", "csv"
+        ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("*.zip")) == ["model.zip"]
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["epochs_completed"] == 2
+    # each process saw half of the groups per epoch: 64 groups / 2 ranks / batch 4 = 8 steps
+    assert summary["global_steps"] == 2 * 8
+    load_model_bundle(out / "model.zip")
