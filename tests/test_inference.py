@@ -269,6 +269,12 @@ def test_infer_cli_writes_every_documented_output(trained, scan_file, tmp_path, 
     assert {"ssim", "psnr_db", "pearson", "mae", "data_range"} <= set(metrics["phase"])
     info = json.loads((out / "inference.json").read_text())
     assert info["batch_size"] == 5 and info["device"] == "cpu"
+    assert (out / "report.html").is_file() and (out / "comparison.png").is_file()
+    # evaluate reads what infer wrote and agrees with infer's own metrics
+    assert main(["evaluate", "--reconstruction", str(out), "--ground-truth", str(scan_file),
+                 "--output-dir", str(tmp_path / "evaluation")]) == 0
+    again = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+    assert again["phase"]["ssim"] == pytest.approx(metrics["phase"]["ssim"], rel=1e-6)
 
 
 def test_infer_cli_reports_bad_bundles_clearly(scan_file, tmp_path, capsys):
