@@ -271,8 +271,20 @@ def test_infer_cli_writes_every_documented_output(trained, scan_file, tmp_path, 
     assert info["batch_size"] == 5 and info["device"] == "cpu"
     assert (out / "report.html").is_file() and (out / "comparison.png").is_file()
     # evaluate reads what infer wrote and agrees with infer's own metrics
-    assert main(["evaluate", "--reconstruction", str(out), "--ground-truth", str(scan_file),
-                 "--output-dir", str(tmp_path / "evaluation")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--reconstruction",
+                str(out),
+                "--ground-truth",
+                str(scan_file),
+                "--output-dir",
+                str(tmp_path / "evaluation"),
+            ]
+        )
+        == 0
+    )
     again = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
     assert again["phase"]["ssim"] == pytest.approx(metrics["phase"]["ssim"], rel=1e-6)
 

@@ -41,7 +41,7 @@ class ChannelMetrics:
         if self.frc is not None:
             out["frc_resolution_px"] = self.frc.resolution_px
             out["frc_resolution_m"] = self.frc.resolution_m
-            out["frc"] = self.frc.to_dict()
+            out["frc"] = {k: v for k, v in self.frc.to_dict().items() if not k.startswith("resolution")}
         return out
 
 

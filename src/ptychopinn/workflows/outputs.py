@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 
 def _save_png(image: np.ndarray, mask: np.ndarray, path: Path, title: str, label: str, cmap: str) -> None:
     shown = np.where(mask, image, np.nan)
+    # colour limits from the 0.5 .. 99.5 percentiles: a few rim pixels must not wash out the rest
+    low, high = np.nanpercentile(shown, [0.5, 99.5]) if mask.any() else (0.0, 1.0)
     fig, ax = plt.subplots(figsize=(6, 5))
-    handle = ax.imshow(shown, cmap=cmap, interpolation="nearest")
+    handle = ax.imshow(shown, cmap=cmap, interpolation="nearest", vmin=low, vmax=high)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("x (pixels)")
     ax.set_ylabel("y (pixels)")
