@@ -137,3 +137,23 @@ def test_beamstop_blocks_the_centre_and_is_masked():
     assert not scan.mask[8, 8] and scan.mask[0, 0]
     assert np.all(scan.diffraction[:, ~scan.mask] == 0)
     assert scan.diffraction[:, scan.mask].sum() > 0
+
+
+def test_lazy_simulation_gives_the_same_counts_in_any_order():
+    config = TINY.replace(n_positions=2500, seed=9)  # three noise blocks
+    full = simulate_scan(config)
+    lazy = simulate_scan(config, lazy=True)
+    assert lazy.is_lazy
+    index = np.array([2400, 5, 1500, 5, 1023, 1024])
+    np.testing.assert_array_equal(lazy.get_patterns(index), full.diffraction[index])
+    np.testing.assert_array_equal(lazy.get_patterns(slice(1000, 1100)), full.diffraction[1000:1100])
+    np.testing.assert_array_equal(lazy.get_patterns(7), full.diffraction[7])
+
+
+def test_cxi_simulation_is_streamed_and_equals_the_in_memory_scan(tmp_path):
+    from ptychopinn.io import read_scan
+    from ptychopinn.workflows import simulate_to_file
+
+    config = TINY.replace(n_positions=1500, seed=4)
+    simulate_to_file(config, tmp_path / "scan.cxi", progress=False)
+    np.testing.assert_array_equal(read_scan(tmp_path / "scan.cxi").get_patterns(), simulate_scan(config).diffraction)

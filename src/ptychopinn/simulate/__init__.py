@@ -19,9 +19,18 @@ from .scans import (
     random_positions,
     raster_positions,
 )
-from .simulator import SimulationConfig, beamstop_mask, make_probe, simulate_scan
+from .simulator import (
+    NOISE_BLOCK,
+    SimulatedPatterns,
+    SimulationConfig,
+    beamstop_mask,
+    make_probe,
+    simulate_scan,
+)
 
 __all__ = [
+    "NOISE_BLOCK",
+    "SimulatedPatterns",
     "OBJECT_KINDS",
     "PROBE_KINDS",
     "SCAN_KINDS",

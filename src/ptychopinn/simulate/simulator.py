@@ -155,13 +155,100 @@ def beamstop_mask(size: int, radius_px: float) -> np.ndarray:
     return np.hypot(coords[:, None], coords[None, :]) > radius_px
 
 
-def simulate_scan(config: SimulationConfig | None = None, *, progress: bool | None = None) -> Scan:
+#: Patterns per noise stream: pattern k's noise depends only on the seed and k // NOISE_BLOCK,
+#: so counts are the same however (and in whatever order) they are requested.
+NOISE_BLOCK = 1024
+
+
+class SimulatedPatterns:
+    """Photon counts of a simulated scan, computed block by block when asked for.
+
+    A :class:`~ptychopinn.io.PatternSource`: memory stays bounded by one block however long
+    the scan, so that ``write_cxi`` can stream a scan of any length to disk.
+
+    Parameters
+    ----------
+    obj : numpy.ndarray
+        complex64 object ``(H, W)``.
+    probe : numpy.ndarray
+        Calibrated complex64 probe ``(N, N)``.
+    positions : numpy.ndarray
+        ``(n, 2)`` positions.
+    noise_seed : numpy.random.SeedSequence or None
+        Poisson noise seed; None for expected intensities.
+    mask : numpy.ndarray, optional
+        Detector mask: counts are zero where it is False (a beamstop).
+    batch_size : int
+        Patterns per vectorised forward-model call.
+    """
+
+    def __init__(self, obj, probe, positions, noise_seed, mask=None, batch_size: int = 1024):
+        size = probe.shape[-1]
+        self.shape = (len(positions), size, size)
+        self.dtype = np.dtype(np.float32)
+        self._obj = torch.from_numpy(obj)[None]
+        self._probe = torch.from_numpy(probe)
+        self._positions = torch.from_numpy(positions)
+        self._noise_seed = noise_seed
+        self._mask = mask
+        self._batch_size = batch_size
+        self._cached: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def expected(self, start: int, stop: int) -> np.ndarray:
+        """Expected counts ``(stop - start, N, N)`` float64 of patterns ``start .. stop - 1``."""
+        size = self.shape[-1]
+        out = np.empty((stop - start, size, size), dtype=np.float64)
+        with torch.no_grad():
+            for first in range(start, stop, self._batch_size):
+                last = min(first + self._batch_size, stop)
+                patches = extract_patches(self._obj, self._positions[None, first:last], size)[0]
+                out[first - start : last - start] = diffraction_intensity(patches, self._probe).numpy()
+        return out
+
+    def _block(self, block: int) -> np.ndarray:
+        if self._cached is not None and self._cached[0] == block:
+            return self._cached[1]
+        start = block * NOISE_BLOCK
+        expected = self.expected(start, min(start + NOISE_BLOCK, self.shape[0]))
+        if self._noise_seed is not None:
+            seed = self._noise_seed
+            child = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, block))
+            counts = np.random.default_rng(child).poisson(expected).astype(np.float32)
+        else:
+            counts = expected.astype(np.float32)
+        if self._mask is not None:
+            counts[:, ~self._mask] = 0.0
+        self._cached = (block, counts)
+        return counts
+
+    def __getitem__(self, index) -> np.ndarray:
+        single = isinstance(index, (int, np.integer))
+        wanted = np.arange(self.shape[0])[index]
+        wanted = np.atleast_1d(wanted)
+        out = np.empty((len(wanted), *self.shape[1:]), dtype=np.float32)
+        for block in np.unique(wanted // NOISE_BLOCK):
+            rows = np.flatnonzero(wanted // NOISE_BLOCK == block)
+            out[rows] = self._block(int(block))[wanted[rows] - block * NOISE_BLOCK]
+        return out[0] if single else out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        data = self[:]
+        return data if dtype is None else data.astype(dtype)
+
+
+def simulate_scan(
+    config: SimulationConfig | None = None, *, progress: bool | None = None, lazy: bool = False
+) -> Scan:
     """Simulate a ptychographic scan with the package's forward model.
 
     Steps: draw the positions and place them on an object grid that holds every patch;
     draw the object; build the probe; compute expected intensities
     ``|fftshift(FFT(P O_k))|^2`` in vectorised blocks; scale the probe so the mean expected
-    count per pattern equals ``photons_per_pattern`` exactly; draw Poisson counts.
+    count per pattern equals ``photons_per_pattern`` exactly; draw Poisson counts (one noise
+    stream per block of :data:`NOISE_BLOCK` patterns).
 
     Parameters
     ----------
@@ -169,6 +256,9 @@ def simulate_scan(config: SimulationConfig | None = None, *, progress: bool | No
         Default: ``SimulationConfig()``, the built-in example scan.
     progress : bool, optional
         Show a progress bar (default: only on a terminal and when there are several blocks).
+    lazy : bool
+        Return the counts as a :class:`SimulatedPatterns` source computed on request (bounded
+        memory, for streaming very long scans to CXI) instead of an array. Same numbers.
 
     Returns
     -------
@@ -197,39 +287,37 @@ def simulate_scan(config: SimulationConfig | None = None, *, progress: bool | No
         amplitude_min=config.amplitude_min,
     )
     probe = make_probe(config)
+    mask = beamstop_mask(size, config.beamstop_radius_px) if config.beamstop_radius_px > 0 else None
 
-    obj_t = torch.from_numpy(obj)[None]
-    probe_t = torch.from_numpy(probe)
-    pos_t = torch.from_numpy(positions)[None]
-    expected = np.empty((config.n_positions, size, size), dtype=np.float64)
-    starts = range(0, config.n_positions, config.batch_size)
+    # Calibrate: sum |P|^2 scaled so the mean expected total per pattern is the request.
+    unit = SimulatedPatterns(obj, probe, positions, None, None, config.batch_size)
+    starts = range(0, config.n_positions, NOISE_BLOCK)
     show = progress if progress is not None else (None if len(starts) > 1 else False)
-    with torch.no_grad():
+    total = 0.0
+    for start in tqdm(starts, desc="calibrating", unit="block", disable=None if show is None else not show):
+        total += unit.expected(start, min(start + NOISE_BLOCK, config.n_positions)).sum()
+    scale = config.photons_per_pattern / (total / config.n_positions)
+    probe = (probe * np.sqrt(scale)).astype(np.complex64)
+    source = SimulatedPatterns(
+        obj, probe, positions, noise_seed if config.noise else None, mask, config.batch_size
+    )
+    if lazy:
+        counts = source
+    else:
+        counts = np.empty(source.shape, dtype=np.float32)
         for start in tqdm(
             starts, desc="simulating", unit="block", disable=None if show is None else not show
         ):
-            stop = min(start + config.batch_size, config.n_positions)
-            patches = extract_patches(obj_t, pos_t[:, start:stop], size)[0]
-            expected[start:stop] = diffraction_intensity(patches, probe_t).numpy()
-
-    # Calibrate: sum |P|^2 scaled so the mean expected total per pattern is the request.
-    scale = config.photons_per_pattern / expected.sum(axis=(1, 2)).mean()
-    expected *= scale
-    probe = (probe * np.sqrt(scale)).astype(np.complex64)
-
-    if config.noise:
-        counts = np.random.default_rng(noise_seed).poisson(expected).astype(np.float32)
-    else:
-        counts = expected.astype(np.float32)
-    mask = None
-    if config.beamstop_radius_px > 0:
-        mask = beamstop_mask(size, config.beamstop_radius_px)
-        counts[:, ~mask] = 0.0
+            stop = min(start + NOISE_BLOCK, config.n_positions)
+            counts[start:stop] = source[start:stop]
 
     patches_gt = None
     if config.include_patches:
         with torch.no_grad():
-            patches_gt = extract_patches(obj_t, pos_t, size)[0].numpy()
+            patches_gt = extract_patches(
+                torch.from_numpy(obj)[None], torch.from_numpy(positions)[None], size
+            )[0]
+        patches_gt = patches_gt.numpy()
 
     metadata = ScanMetadata(
         energy_ev=config.energy_ev,

@@ -13,9 +13,10 @@ def simulate_to_file(
 ) -> Scan:
     """Simulate a scan with ``config`` and write it (format from the suffix, atomically).
 
-    The output name is checked before any work is done.
+    The output name is checked before any work is done. CXI output is streamed: patterns are
+    simulated block by block as they are written, so memory stays bounded for any scan length.
     """
-    format_for_output(output)
-    scan = simulate_scan(config, progress=progress)
+    streamed = format_for_output(output) == "cxi"
+    scan = simulate_scan(config, progress=progress, lazy=streamed)
     write_scan(scan, output)
     return scan
