@@ -122,6 +122,7 @@ def main() -> int:
         rows.append(row)
         scan.unlink()
         print(f"done: {n}", file=sys.stderr)
+        write_report(args.output, rows)  # after every size: a long run keeps what it measured
     print(
         f"{'patterns':>9} {'file GB':>8} "
         + " ".join(
@@ -134,16 +135,19 @@ def main() -> int:
             for s in ("simulate", "inspect", "train", "infer")
         )
         print(f"{r['patterns']:>9} {r['file_gb']:>8.2f} {cells}")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def write_report(path: str, rows: list[dict]) -> None:
     report = {
         "benchmark": "large_scan",
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "rows": rows,
     }
-    output = Path(args.output)
+    output = Path(path)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2))
-    print(f"wrote {output}")
-    return 0
 
 
 if __name__ == "__main__":
