@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -250,8 +250,8 @@ def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | Non
     has_validation = data.validation is not None
     scan = data.scan
     module = PINNModule(
-        model=_section_dict(config.model),
-        training=_section_dict(config.training),
+        model=asdict(config.model),
+        training=asdict(config.training),
         channels=config.data.channels,
         size=scan.pattern_size,
         probe_modes=data.probe.shape[0],
@@ -336,12 +336,6 @@ def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | Non
         bundle=bundle if trainer.is_global_zero else None,
         best_bundle=best_bundle,
     )
-
-
-def _section_dict(section: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(section)
 
 
 def _resolve_resume(resume: str | Path | None, output_dir: Path) -> str | None:
