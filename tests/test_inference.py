@@ -108,6 +108,22 @@ def test_bundle_holds_only_json_and_safetensors(trained):
     assert manifest["probe_key"] in tensors
 
 
+def test_inspect_shows_what_a_bundle_holds(trained, tmp_path, capsys):
+    assert main(["inspect", str(trained.bundle)]) == 0
+    printed = capsys.readouterr().out
+    assert "model bundle" in printed and "generator" in printed and "(verified)" in printed
+    assert "net.forward_model.probe_real" in printed and "problems: none" in printed
+    with zipfile.ZipFile(trained.bundle) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    members["weights.safetensors"] = members["weights.safetensors"][:-1] + b"\x00"
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    assert main(["inspect", str(bad)]) == 1
+    assert "SHA-256" in capsys.readouterr().out
+
+
 def test_tampered_payload_is_refused(trained, tmp_path):
     with zipfile.ZipFile(trained.bundle) as archive:
         payload = bytearray(archive.read("weights.safetensors"))

@@ -156,4 +156,6 @@ def test_cxi_simulation_is_streamed_and_equals_the_in_memory_scan(tmp_path):
 
     config = TINY.replace(n_positions=1500, seed=4)
     simulate_to_file(config, tmp_path / "scan.cxi", progress=False)
-    np.testing.assert_array_equal(read_scan(tmp_path / "scan.cxi").get_patterns(), simulate_scan(config).diffraction)
+    np.testing.assert_array_equal(
+        read_scan(tmp_path / "scan.cxi").get_patterns(), simulate_scan(config).diffraction
+    )

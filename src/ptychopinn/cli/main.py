@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = sub.add_parser(
         "inspect",
-        help="show what a scan file holds and what is wrong with it",
+        help="show what a scan file or model bundle holds and what is wrong with it",
         description="Read scan files, check every value, report contents and problems. "
         "Exits 1 when any file has a problem.",
     )

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
+from .bundle import MANIFEST_NAME, BundleError, read_bundle
 from .errors import ScanFileError, ScanValidationError
 from .formats import detect_format, read_scan
 from .npz import read_npy_header
@@ -157,10 +158,51 @@ def _summarise(scan: Scan, report: FileReport) -> None:
         report.notes.append(f"{int((totals == 0).sum())} pattern(s) hold no counts at all")
 
 
-def inspect_file(path: str | os.PathLike, *, photons_per_pattern: float | None = None) -> FileReport:
-    """Report what a scan file holds and every problem found; never raises for bad data.
+def _is_bundle(path: str) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return MANIFEST_NAME in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
 
-    Reads every pattern (block by block for large HDF5 files) to check the values.
+
+def _inspect_bundle(path: str, report: FileReport) -> FileReport:
+    """What a model bundle holds; every check of :func:`read_bundle` is a problem here."""
+    report.format = "model bundle"
+    try:
+        manifest, tensors = read_bundle(path)
+    except BundleError as exc:
+        report.problems.append(str(exc).removeprefix(f"{path}: "))
+        return report
+    report.contents = [
+        (name, tuple(t.shape), str(t.dtype).removeprefix("torch.")) for name, t in tensors.items()
+    ]
+    keys = (
+        "format_version",
+        "package_version",
+        "created",
+        "generator",
+        "pattern_size",
+        "gridsize",
+        "channels",
+        "probe_modes",
+        "input_scale",
+        "photon_scale",
+        "training_data",
+        "epochs_completed",
+    )
+    report.summary += [(key, str(manifest[key])) for key in keys if key in manifest]
+    for name, payload in manifest.get("payloads", {}).items():
+        report.summary.append((f"{name} sha256", f"{payload.get('sha256')} (verified)"))
+    report.summary.append(("parameters", str(sum(t.numel() for t in tensors.values()))))
+    return report
+
+
+def inspect_file(path: str | os.PathLike, *, photons_per_pattern: float | None = None) -> FileReport:
+    """Report what a scan file or a model bundle holds and every problem found.
+
+    Never raises for bad data. Reads every pattern (block by block for large HDF5 files) to
+    check the values; verifies a bundle's hashes.
     """
     path = os.fspath(path)
     report = FileReport(path=path)
@@ -169,6 +211,8 @@ def inspect_file(path: str | os.PathLike, *, photons_per_pattern: float | None =
     except ScanFileError as exc:
         report.problems.append(exc.reason)
         return report
+    if report.format == "npz" and _is_bundle(path):
+        return _inspect_bundle(path, report)
     try:
         report.contents = _npz_contents(path) if report.format == "npz" else _hdf5_contents(path)
     except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
