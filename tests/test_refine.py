@@ -261,3 +261,25 @@ def test_reconstruct_cli_flags_reach_the_refinement(tmp_path, capsys):
     for name in ("amplitude.png", "phase.png", "amplitude.tiff", "phase.tiff", "metrics.json", "loss.png"):
         assert (out / name).is_file()
     assert "phase against the ground truth: SSIM" in capsys.readouterr().out
+
+
+def test_reconstruct_can_train_a_network_first(tmp_path):
+    from ptychopinn.workflows import reconstruct
+
+    scan = simulate_scan(SMALL.replace(n_positions=36))
+    data = tmp_path / "scan.npz"
+    write_scan(scan, data)
+    result = reconstruct(
+        data,
+        tmp_path / "rec",
+        train_first=True,
+        train_time_budget_s=2.0,
+        refinement=RefinementConfig(epochs=3),
+        accelerator="cpu",
+        progress=False,
+        log=lambda m: None,
+    )
+    assert result.start == "trained" and (tmp_path / "rec" / "training" / "model.zip").is_file()
+    assert result.initial_comparison is not None and result.timings["training_s"] > 0
+    with pytest.raises(ValueError, match="exclude each other"):
+        reconstruct(data, tmp_path / "x", model=tmp_path / "rec" / "training" / "model.zip", train_first=True)
