@@ -15,17 +15,20 @@ from ..io import Scan
 from .grouping import Groups
 
 
-def input_scale(scan: Scan, indices: np.ndarray | None = None, batch_size: int = 4096) -> float:
+def input_scale(
+    scan: Scan, indices: np.ndarray | None = None, batch_size: int = 4096, totals: np.ndarray | None = None
+) -> float:
     """The normalisation constant c for a scan (or a subset of its patterns).
 
-    ``c = sqrt((N/2)^2 / mean_k sum I_k)``, the mean taken in float64.
+    ``c = sqrt((N/2)^2 / mean_k sum I_k)``, the mean taken in float64. ``totals`` (the
+    scan's :meth:`~ptychopinn.io.Scan.total_counts`, when already known) saves a pass over the data.
 
     Raises
     ------
     ValueError
         If the selected patterns hold no counts at all.
     """
-    totals = scan.total_counts(batch_size)
+    totals = scan.total_counts(batch_size) if totals is None else totals
     if indices is not None:
         totals = totals[np.asarray(indices)]
     mean_total = float(totals.mean()) if totals.size else 0.0

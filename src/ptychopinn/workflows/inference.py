@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..data import GroupedDiffraction, group_positions, make_dataloader
 from ..evaluation import ObjectComparison
-from ..io import Scan, read_scan
+from ..io import Scan, atomic_path, read_scan
 from ..models import PINNModule
 from ..physics import PatchStitcher, canvas_shape, probe_weight
 from .bundles import load_model_bundle, resolve_device
@@ -186,7 +186,9 @@ def infer(
         "patterns": scan.n_patterns,
         "patterns_per_second": scan.n_patterns / elapsed if elapsed > 0 else None,
     }
-    (Path(output_dir) / "inference.json").write_text(json.dumps(info, indent=2))
+    files["inference.json"] = Path(output_dir) / "inference.json"
+    with atomic_path(files["inference.json"]) as tmp:
+        tmp.write_text(json.dumps(info, indent=2))
     files["report.html"] = write_report(
         output_dir,
         f"Inference: {Path(data).name} with {Path(model).name}",

@@ -51,6 +51,7 @@ class TrainingData:
     validation: GroupedDiffraction | None
     scale: float
     probe: np.ndarray
+    mean_counts: float  # mean total counts per training pattern: the photon scale
     notes: list[str] = field(default_factory=list)
 
 
@@ -124,8 +125,9 @@ def prepare_training_data(config: RunConfig) -> TrainingData:
         raise ValueError(
             f"gridsize {data.gridsize} needs {channels} training positions, got {len(train_idx)}"
         )
-    scale = input_scale(scan, train_idx)
-    mean_counts = float(scan.total_counts()[train_idx].mean())
+    totals = scan.total_counts()  # one pass over the (possibly lazily read) data
+    scale = input_scale(scan, train_idx, totals=totals)
+    mean_counts = float(totals[train_idx].mean())
     probe, note = calibrated_probe(scan, mean_counts, config.model.probe_calibration)
     if note:
         notes.append(note)
@@ -137,7 +139,10 @@ def prepare_training_data(config: RunConfig) -> TrainingData:
         )
     elif len(val_idx):
         notes.append(f"validation skipped: {len(val_idx)} position(s) cannot form a group of {channels}")
-    return TrainingData(scan=scan, train=train, validation=validation, scale=scale, probe=probe, notes=notes)
+    return TrainingData(
+        scan=scan, train=train, validation=validation, scale=scale, probe=probe, mean_counts=mean_counts,
+        notes=notes,
+    )  # fmt: skip
 
 
 def build_logger(execution: ExecutionConfig, output_dir: Path):
@@ -302,7 +307,7 @@ def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | Non
     bundle, best_bundle = output_dir / "model.zip", None
     if trainer.is_global_zero:
         facts = dict(
-            photon_scale=float(data.scan.total_counts()[data.train.groups.indices].mean()),
+            photon_scale=data.mean_counts,
             training_data=config.data.train_data,
             epochs_completed=trainer.current_epoch,
         )
