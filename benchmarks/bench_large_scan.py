@@ -1,4 +1,4 @@
-"""Large scans: peak memory of each step against scan length, data read lazily from CXI.
+"""Large scans: peak memory of each step against scan length, data read lazily (CXI or mapped NPZ).
 
 For each scan length, in fresh processes (peak RSS is per process): simulate straight to CXI
 (streamed), ``inspect`` it (reads every pattern), ``train`` on it for one epoch of a fixed
@@ -9,6 +9,8 @@ with the scanned area: a small step keeps it small here).
 Usage::
 
     python benchmarks/bench_large_scan.py --sizes 10000 30000 100000 --pattern-size 128
+    python benchmarks/bench_large_scan.py --format npz --sizes 10000 30000 \
+        --output benchmarks/results/large_scan_npz.json
 """
 
 from __future__ import annotations
@@ -51,14 +53,15 @@ def main() -> int:
     parser.add_argument("--pattern-size", type=int, default=128)
     parser.add_argument("--step", type=float, default=4.0)
     parser.add_argument("--train-groups", type=int, default=256)
+    parser.add_argument("--format", choices=("cxi", "npz"), default="cxi", help="scan file format")
     parser.add_argument("--workdir", default=None, help="where the (large) scan files go")
     parser.add_argument("--output", default="benchmarks/results/large_scan.json")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_large_"))
     rows = []
     for n in args.sizes:
-        scan = work / f"scan_{n}.cxi"
-        row = {"patterns": n, "pattern_size": args.pattern_size}
+        scan = work / f"scan_{n}.{args.format}"
+        row = {"patterns": n, "pattern_size": args.pattern_size, "format": args.format}
         row["simulate"] = measured(
             [
                 "simulate",

@@ -15,6 +15,7 @@ import pytest
 
 from ptychopinn.io import (
     HDF5Patterns,
+    MappedAmplitudes,
     ScanFileError,
     ScanValidationError,
     detect_format,
@@ -282,6 +283,83 @@ def test_not_a_scan_file_is_refused(tmp_path):
         f["x"] = 1
     with pytest.raises(ScanValidationError, match="not a CXI file"):
         read_scan(plain)
+
+
+# --- memory-mapped NPZ ---------------------------------------------------------------------------
+@pytest.mark.parametrize("layout", ["current", "legacy"])
+@pytest.mark.parametrize("normalised", [False, True])
+def test_mapped_npz_serves_the_same_counts_as_a_loaded_one(small_scan, tmp_path, layout, normalised):
+    amplitude = np.sqrt(small_scan.diffraction)
+    if normalised:
+        amplitude = amplitude / 7.3
+    stored = np.moveaxis(amplitude, 0, 2) if layout == "legacy" else amplitude
+    path = legacy_npz(tmp_path / "scan.npz", small_scan, diff3d=stored)
+    photons = 4e4 if normalised else None
+    loaded = read_npz(path, photons_per_pattern=photons, lazy=False)
+    mapped = read_npz(path, photons_per_pattern=photons, lazy=True)
+    assert isinstance(mapped.diffraction, MappedAmplitudes) and not loaded.is_lazy
+    assert mapped.diffraction.shape == loaded.diffraction.shape
+    np.testing.assert_allclose(mapped.get_patterns(), loaded.diffraction, rtol=1e-6)
+    if not normalised:
+        np.testing.assert_array_equal(mapped.get_patterns(), small_scan.diffraction)
+    index = np.array([7, 2, 7, 0])
+    np.testing.assert_allclose(mapped.get_patterns(index), loaded.diffraction[index], rtol=1e-6)
+    np.testing.assert_allclose(mapped.get_patterns(3), loaded.diffraction[3], rtol=1e-6)
+    # a data-loader worker receives a picklable source that maps the file again
+    copy = pickle.loads(pickle.dumps(mapped.diffraction))
+    np.testing.assert_array_equal(copy[2:5], mapped.get_patterns(slice(2, 5)))
+
+
+def test_large_npz_members_are_mapped_by_default(small_scan, tmp_path, monkeypatch):
+    import ptychopinn.io.npz as npz_module
+
+    path = tmp_path / "scan.npz"
+    write_npz(small_scan, path)
+    assert not read_scan(path).is_lazy  # small: loaded
+    monkeypatch.setattr(npz_module, "LAZY_THRESHOLD_BYTES", 0)
+    scan = read_scan(path)
+    assert isinstance(scan.diffraction, MappedAmplitudes)
+    np.testing.assert_array_equal(scan.get_patterns(), small_scan.diffraction)
+
+
+def test_compressed_npz_cannot_be_mapped_and_is_loaded_with_a_warning(small_scan, tmp_path):
+    path = tmp_path / "packed.npz"
+    np.savez_compressed(
+        path,
+        diffraction=np.sqrt(small_scan.diffraction),
+        probeGuess=small_scan.probe,
+        xcoords=small_scan.positions[:, 1],
+        ycoords=small_scan.positions[:, 0],
+    )
+    with pytest.warns(UserWarning, match="cannot be memory-mapped"):
+        scan = read_npz(path, lazy=True)
+    assert not scan.is_lazy
+    np.testing.assert_array_equal(scan.diffraction, small_scan.diffraction)
+
+
+def test_mapped_npz_bad_values_are_named_with_their_pattern(small_scan, tmp_path):
+    amplitude = np.sqrt(small_scan.diffraction)
+    amplitude[9, 0, 0] = np.nan
+    path = legacy_npz(tmp_path / "nan.npz", small_scan, diff3d=amplitude)
+    # found when the file is opened (a sample of patterns is read) or at the latest when read
+    with pytest.raises(ScanValidationError, match="first in pattern 9") as caught:
+        read_npz(path, lazy=True).get_patterns()
+    assert str(path) in str(caught.value) and "'diff3d'" in str(caught.value)
+
+
+def test_mapped_npz_checks_each_block_it_reads(small_scan, tmp_path):
+    source_path = tmp_path / "scan.npz"
+    write_npz(small_scan, source_path)
+    scan = read_npz(source_path, lazy=True)
+    source = scan.diffraction
+    # corrupt pattern 9 on disk after opening: the next read of it must refuse it
+    with open(source_path, "r+b") as handle:
+        handle.seek(source.offset + 9 * source.shape[1] * source.shape[2] * 4)
+        handle.write(np.array([-4.0], dtype=np.float32).tobytes())
+    fresh = pickle.loads(pickle.dumps(source))  # maps the file again
+    with pytest.raises(ScanValidationError, match="first in pattern 9"):
+        fresh[5:12]
+    np.testing.assert_array_equal(fresh[0:9], small_scan.diffraction[:9])
 
 
 def test_cxi_bad_values_are_found_when_read(small_scan, tmp_path):

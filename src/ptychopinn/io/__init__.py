@@ -9,7 +9,7 @@ from .cxi import read_cxi, write_cxi
 from .errors import ScanFileError, ScanValidationError
 from .formats import FORMATS, detect_format, format_for_output, read_scan, write_scan
 from .inspection import FileReport, inspect_file
-from .lazy import HDF5Patterns
+from .lazy import HDF5Patterns, MappedAmplitudes
 from .npz import amplitudes_are_counts, read_npz, write_npz
 from .scan import PatternSource, Scan, ScanMetadata
 
@@ -21,6 +21,7 @@ __all__ = [
     "FORMATS",
     "FileReport",
     "HDF5Patterns",
+    "MappedAmplitudes",
     "PatternSource",
     "Scan",
     "ScanFileError",

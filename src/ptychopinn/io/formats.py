@@ -49,7 +49,9 @@ def format_for_output(path: str | os.PathLike) -> str:
     return _SUFFIXES[suffix]
 
 
-def read_scan(path: str | os.PathLike, *, photons_per_pattern: float | None = None) -> Scan:
+def read_scan(
+    path: str | os.PathLike, *, photons_per_pattern: float | None = None, lazy: bool | None = None
+) -> Scan:
     """Read a scan file of any supported format (detected from its content).
 
     Parameters
@@ -58,10 +60,13 @@ def read_scan(path: str | os.PathLike, *, photons_per_pattern: float | None = No
         NPZ (PtychoPINN contract) or CXI/HDF5 file.
     photons_per_pattern : float, optional
         For NPZ files holding normalised amplitudes: the mean photons per pattern.
+    lazy : bool, optional
+        NPZ only: memory-map the diffraction data (see :func:`~ptychopinn.io.npz.read_npz`).
+        CXI/HDF5 data are always read lazily.
     """
     fmt = detect_format(path)
     if fmt == "npz":
-        return read_npz(path, photons_per_pattern=photons_per_pattern)
+        return read_npz(path, photons_per_pattern=photons_per_pattern, lazy=lazy)
     return read_cxi(path)
 
 

@@ -102,3 +102,104 @@ class HDF5Patterns:
 
     def __repr__(self) -> str:
         return f"HDF5Patterns({self.path!r}, {self.key!r}, shape={self.shape})"
+
+
+class MappedAmplitudes:
+    """Diffraction amplitudes in an uncompressed NPZ member, memory-mapped, served as counts.
+
+    ``np.savez`` stores members uncompressed, so the ``.npy`` data of a member lie contiguous
+    in the archive and can be mapped like a plain ``.npy`` file: only the patterns asked for
+    are read, and the operating system may drop them again.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.npz`` file.
+    key : str
+        The member's key (for messages).
+    offset : int
+        Byte offset of the member's array data in the file.
+    stored_shape : tuple of int
+        Shape as stored: ``(n, N, N)``, or the legacy ``(N, N, n)`` with ``legacy_layout``.
+    dtype : numpy.dtype
+        Stored dtype (real numeric).
+    legacy_layout : bool
+        True for the pattern-last ``(N, N, n)`` layout.
+    counts_scale : float, optional
+        None when the squared amplitudes are whole counts (they are rounded); else the factor
+        from squared normalised amplitudes to counts.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        key: str,
+        offset: int,
+        stored_shape: tuple[int, ...],
+        dtype: np.dtype,
+        *,
+        legacy_layout: bool = False,
+        counts_scale: float | None = None,
+    ):
+        self.path = os.fspath(path)
+        self.key = key
+        self.offset = int(offset)
+        self.stored_shape = tuple(int(s) for s in stored_shape)
+        self.stored_dtype = np.dtype(dtype)
+        self.legacy_layout = legacy_layout
+        self.counts_scale = counts_scale
+        n_axis = 2 if legacy_layout else 0
+        side = self.stored_shape[0] if legacy_layout else self.stored_shape[1]
+        self.shape: tuple[int, int, int] = (self.stored_shape[n_axis], side, side)
+        self.dtype = np.dtype(np.float32)
+        self._array: np.ndarray | None = None
+        self._pid: int | None = None
+
+    def amplitudes(self) -> np.ndarray:
+        """The stored amplitudes as a read-only ``(n, N, N)`` view of the mapped file."""
+        if self._array is None or self._pid != os.getpid():
+            try:
+                mapped = np.memmap(
+                    self.path, dtype=self.stored_dtype, mode="r", offset=self.offset, shape=self.stored_shape
+                )
+            except (OSError, ValueError) as exc:
+                raise ScanFileError(f"cannot map ({exc})", source=self.path, key=self.key) from None
+            self._array = np.moveaxis(mapped, 2, 0) if self.legacy_layout else mapped
+            self._pid = os.getpid()
+        return self._array
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        amplitudes = self.amplitudes()
+        first = 0
+        if isinstance(index, slice):
+            first = index.indices(self.shape[0])[0]
+        elif isinstance(index, (int, np.integer)):
+            first = int(index) % self.shape[0]
+        block = np.asarray(amplitudes[index])
+        single = block.ndim == 2
+        if single:
+            block = block[None]
+        check_intensities(block, source=self.path, key=self.key, first_index=first)
+        intensity = np.square(block, dtype=np.float64)  # float64: uint16 squares overflow
+        counts = np.rint(intensity) if self.counts_scale is None else intensity * self.counts_scale
+        counts = counts.astype(np.float32)
+        return counts[0] if single else counts
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        data = self[:]
+        return data if dtype is None else data.astype(dtype)
+
+    def close(self) -> None:
+        self._array = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_array"] = None
+        state["_pid"] = None
+        return state
+
+    def __repr__(self) -> str:
+        return f"MappedAmplitudes({self.path!r}, {self.key!r}, shape={self.shape})"

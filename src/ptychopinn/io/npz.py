@@ -15,6 +15,7 @@ import io
 import json
 import os
 import pickle
+import struct
 import warnings
 import zipfile
 from importlib import import_module
@@ -24,11 +25,16 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import ScanFileError, ScanValidationError
+from .lazy import MappedAmplitudes
 from .scan import Scan, ScanMetadata, check_intensities
 
 DIFFRACTION_KEYS = ("diffraction", "diff3d")
 _METADATA_KEY = "_metadata"
 _MAX_METADATA_BYTES = 16 * 1024 * 1024
+#: Diffraction members larger than this are memory-mapped (when stored uncompressed).
+LAZY_THRESHOLD_BYTES = 512 * 1024 * 1024
+#: Patterns sampled to tell whole counts from normalised amplitudes in a mapped member.
+_DETECTION_PATTERNS = 64
 
 
 def read_npy_header(stream: Any) -> tuple[tuple[int, ...], np.dtype]:
@@ -180,6 +186,81 @@ def _check_declared_sizes(path: str, archive: zipfile.ZipFile) -> None:
             )
 
 
+def _mapped_member(
+    path: str, archive: zipfile.ZipFile, key: str
+) -> tuple[int, tuple[int, ...], np.dtype] | None:
+    """``(data offset, shape, dtype)`` of an uncompressed, C-ordered member; else None."""
+    info = archive.getinfo(f"{key}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as handle:
+        handle.seek(info.header_offset)
+        local = handle.read(30)
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            return None
+        name_length, extra_length = struct.unpack("<HH", local[26:30])
+        handle.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(handle)
+        reader = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran_order, dtype = reader(handle)
+        if fortran_order or dtype.hasobject or dtype.kind not in "biuf":
+            return None
+        return handle.tell(), tuple(shape), dtype
+
+
+def _read_mapped_counts(
+    path: str,
+    key: str,
+    member: tuple[int, tuple[int, ...], np.dtype],
+    n: int,
+    photons: float | None,
+) -> MappedAmplitudes:
+    """Map the amplitudes and decide, from a sample of patterns, how they become counts."""
+    offset, shape, dtype = member
+    shape = tuple(shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    # the same layout rule as _pattern_first, on the shape alone
+    if len(shape) == 3 and shape[0] == n and shape[1] == shape[2]:
+        legacy = False
+    elif len(shape) == 3 and shape[2] == n and shape[0] == shape[1]:
+        legacy = True
+    else:
+        raise ScanValidationError(
+            f"shape {shape} matches neither (n, N, N) nor (N, N, n) with n = {n} (the length of xcoords)",
+            source=path,
+            key=key,
+        )
+    source = MappedAmplitudes(path, key, offset, shape, dtype, legacy_layout=legacy)
+    picks = np.unique(np.linspace(0, n - 1, min(n, _DETECTION_PATTERNS)).astype(np.int64))
+    sample = np.asarray(source.amplitudes()[picks])
+    for pick, pattern in zip(picks, sample, strict=True):  # report a bad pattern by its index in the scan
+        check_intensities(pattern[None], source=path, key=key, first_index=int(pick))
+    if amplitudes_are_counts(np.square(sample, dtype=np.float64)):
+        return source
+    if photons is None:
+        raise ScanValidationError(
+            "amplitudes are normalised (their squares are not whole photon counts) and "
+            "the file states no photon count: pass the mean photons per pattern with "
+            "--nphotons (Python: photons_per_pattern=...)",
+            source=path,
+            key=key,
+        )
+    if not (np.isfinite(photons) and photons > 0):
+        raise ScanValidationError(f"photons per pattern must be positive, got {photons!r}", source=path)
+    total = 0.0
+    for start in range(0, n, 1024):  # one streaming pass for the mean total
+        block = np.asarray(source.amplitudes()[start : start + 1024])
+        check_intensities(block, source=path, key=key, first_index=start)
+        total += float(np.square(block, dtype=np.float64).sum())
+    if not total > 0:
+        raise ScanValidationError("all diffraction data are zero", source=path, key=key)
+    source.counts_scale = photons / (total / n)
+    return source
+
+
 def _load_key(archive: Any, key: str, path: str) -> np.ndarray:
     try:
         return archive[key]
@@ -191,7 +272,9 @@ def _load_key(archive: Any, key: str, path: str) -> np.ndarray:
         ) from None
 
 
-def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = None) -> Scan:
+def read_npz(
+    path: str | os.PathLike, *, photons_per_pattern: float | None = None, lazy: bool | None = None
+) -> Scan:
     """Read a PtychoPINN NPZ file into a :class:`Scan`.
 
     Parameters
@@ -202,6 +285,12 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
         Mean photons per pattern for files holding *normalised* amplitudes, overriding the
         file's ``_metadata`` ``physics_parameters.nphotons``. Not needed for raw amplitudes
         (whose squares are whole counts).
+    lazy : bool, optional
+        Memory-map the diffraction data instead of loading them: patterns are read when
+        asked for (``Scan.get_patterns``), so scans larger than memory can be trained on
+        and inferred. Needs the member stored uncompressed (``np.savez``, as we write; not
+        ``np.savez_compressed``), else the data are loaded with a warning. Default: map
+        members larger than :data:`LAZY_THRESHOLD_BYTES` (512 MiB) when possible.
 
     Returns
     -------
@@ -260,37 +349,24 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
                 raise ScanValidationError(f"dtype {coords.dtype} is not real numeric", source=path, key=key)
         n = xs.shape[0]
 
-        amplitude = _load_key(archive, diff_key, path)
-        if amplitude.dtype.kind not in "biuf":
-            raise ScanValidationError(
-                f"dtype {amplitude.dtype} is not real numeric", source=path, key=diff_key
-            )
-        amplitude = _pattern_first(amplitude, n, path=path, key=diff_key)
-        check_intensities(amplitude, source=path, key=diff_key)
-        intensity = np.square(amplitude, dtype=np.float64)  # float64: uint16 squares overflow
-        if amplitudes_are_counts(intensity):
-            counts = np.rint(intensity)
+        member = None
+        declared_photons = (
+            photons_per_pattern if photons_per_pattern is not None else _photons_from_metadata(meta_json)
+        )
+        if lazy or lazy is None:
+            info = archive.zip.getinfo(f"{diff_key}.npy")
+            if lazy or info.file_size > LAZY_THRESHOLD_BYTES:
+                member = _mapped_member(path, archive.zip, diff_key)
+                if member is None and lazy:
+                    warnings.warn(
+                        f"{path}: '{diff_key}' is compressed or not C-ordered and cannot be "
+                        "memory-mapped; loading it whole",
+                        stacklevel=2,
+                    )
+        if member is not None:
+            counts = _read_mapped_counts(path, diff_key, member, n, declared_photons)
         else:
-            photons = (
-                photons_per_pattern if photons_per_pattern is not None else _photons_from_metadata(meta_json)
-            )
-            if photons is None:
-                raise ScanValidationError(
-                    "amplitudes are normalised (their squares are not whole photon counts) and "
-                    "the file states no photon count: pass the mean photons per pattern with "
-                    "--nphotons (Python: photons_per_pattern=...)",
-                    source=path,
-                    key=diff_key,
-                )
-            if not (np.isfinite(photons) and photons > 0):
-                raise ScanValidationError(
-                    f"photons per pattern must be positive, got {photons!r}", source=path
-                )
-            mean_total = intensity.sum(axis=(1, 2)).mean()
-            if not mean_total > 0:
-                raise ScanValidationError("all diffraction data are zero", source=path, key=diff_key)
-            counts = intensity * (photons / mean_total)
-        counts = counts.astype(np.float32)
+            counts = _eager_counts(path, diff_key, _load_key(archive, diff_key, path), n, declared_photons)
 
         probe = _squeeze_trailing(np.asarray(_load_key(archive, "probeGuess", path)), 2)
         obj = None
@@ -334,7 +410,32 @@ def read_npz(path: str | os.PathLike, *, photons_per_pattern: float | None = Non
     )
 
 
-def write_npz(scan: Scan, path: str | os.PathLike) -> None:
+def _eager_counts(path: str, key: str, amplitude: np.ndarray, n: int, photons: float | None) -> np.ndarray:
+    """Counts (float32, ``(n, N, N)``) from amplitudes loaded in memory."""
+    if amplitude.dtype.kind not in "biuf":
+        raise ScanValidationError(f"dtype {amplitude.dtype} is not real numeric", source=path, key=key)
+    amplitude = _pattern_first(amplitude, n, path=path, key=key)
+    check_intensities(amplitude, source=path, key=key)
+    intensity = np.square(amplitude, dtype=np.float64)  # float64: uint16 squares overflow
+    if amplitudes_are_counts(intensity):
+        return np.rint(intensity).astype(np.float32)
+    if photons is None:
+        raise ScanValidationError(
+            "amplitudes are normalised (their squares are not whole photon counts) and "
+            "the file states no photon count: pass the mean photons per pattern with "
+            "--nphotons (Python: photons_per_pattern=...)",
+            source=path,
+            key=key,
+        )
+    if not (np.isfinite(photons) and photons > 0):
+        raise ScanValidationError(f"photons per pattern must be positive, got {photons!r}", source=path)
+    mean_total = intensity.sum(axis=(1, 2)).mean()
+    if not mean_total > 0:
+        raise ScanValidationError("all diffraction data are zero", source=path, key=key)
+    return (intensity * (photons / mean_total)).astype(np.float32)
+
+
+def write_npz(scan: Scan, path: str | os.PathLike, *, batch_size: int = 1024) -> None:
     """Write a :class:`Scan` as a PtychoPINN NPZ file (atomically).
 
     Produces ``diffraction`` and ``diff3d`` (float32 amplitudes, ``(n, N, N)``),
@@ -342,26 +443,16 @@ def write_npz(scan: Scan, path: str | os.PathLike) -> None:
     ``Y`` when ground-truth patches are known, ``detector_mask`` when a mask is set, and
     ``_metadata`` (JSON with ``physics_parameters.nphotons`` and our own metadata), so that
     the file loads in the PtychoPINN tools and round-trips here.
+
+    The diffraction data are written ``batch_size`` patterns at a time, uncompressed, so a
+    lazily read (or simulated) scan streams to disk in bounded memory and the file can be
+    memory-mapped when read (:func:`read_npz`).
     """
-    counts = scan.get_patterns()
-    amplitude = np.sqrt(counts.astype(np.float64)).astype(np.float32)
-    totals = counts.sum(axis=(1, 2), dtype=np.float64)
-    meta = {
-        "physics_parameters": {"nphotons": float(totals.mean())},
-        "ptychopinn": {
-            "format": "ptychopinn-npz",
-            "version": 1,
-            "metadata": scan.metadata.to_dict(),
-        },
-    }
     arrays: dict[str, np.ndarray] = {
-        "diffraction": amplitude,
-        "diff3d": amplitude,
         "probeGuess": scan.probe if scan.probe.ndim == 2 else scan.probe_modes,
         "xcoords": scan.positions[:, 1].copy(),
         "ycoords": scan.positions[:, 0].copy(),
         "scan_index": scan.scan_index if scan.scan_index is not None else np.zeros(scan.n_patterns, np.int64),
-        _METADATA_KEY: np.array(json.dumps(meta), dtype=object),
     }
     if scan.object is not None:
         arrays["objectGuess"] = scan.object
@@ -369,5 +460,26 @@ def write_npz(scan: Scan, path: str | os.PathLike) -> None:
         arrays["Y"] = scan.patches
     if scan.mask is not None:
         arrays["detector_mask"] = scan.mask
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+    shape = (scan.n_patterns, scan.pattern_size, scan.pattern_size)
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+        "fortran_order": False,
+        "shape": shape,
+    }
+    total = 0.0
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for key in ("diffraction", "diff3d"):  # both names: older PtychoPINN tools read diff3d
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_1_0(member, header)
+                for _, counts in scan.iter_batches(batch_size):
+                    if key == "diffraction":
+                        total += float(counts.sum(dtype=np.float64))
+                    member.write(np.sqrt(counts.astype(np.float64)).astype(np.float32).tobytes())
+        meta = {
+            "physics_parameters": {"nphotons": total / max(scan.n_patterns, 1)},
+            "ptychopinn": {"format": "ptychopinn-npz", "version": 1, "metadata": scan.metadata.to_dict()},
+        }
+        arrays[_METADATA_KEY] = np.array(json.dumps(meta), dtype=object)
+        for key, value in arrays.items():
+            with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=True)
