@@ -15,9 +15,10 @@ import pytest
 
 from ptychopinn.io import (
     HDF5Patterns,
-    MappedAmplitudes,
+    MappedPatterns,
     ScanFileError,
     ScanValidationError,
+    classify_diffraction_values,
     detect_format,
     inspect_file,
     read_cxi,
@@ -175,11 +176,20 @@ def test_normalised_amplitudes_need_a_photon_count(small_scan, tmp_path):
     assert read_npz(path2).total_counts().mean() == pytest.approx(2e4, rel=1e-5)
 
 
-def test_integer_amplitudes_are_squared_without_overflow(small_scan, tmp_path):
-    amplitude = np.full((small_scan.n_patterns, 32, 32), 300, dtype=np.uint16)  # 300^2 > 65535
-    path = legacy_npz(tmp_path / "u16.npz", small_scan, diff3d=None, diffraction=amplitude)
-    scan = read_npz(path)
-    assert scan.diffraction.max() == 90000.0
+def test_counts_and_amplitudes_are_told_apart_from_the_numbers(small_scan, tmp_path):
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(5e4, size=(small_scan.n_patterns, 32, 32)).astype(np.uint32)  # > 65535 too
+    counts[0, 0, 0] = 90_000
+    # whole numbers are counts, whatever the key says (ptychodus' diff3d holds raw counts)
+    as_counts = read_npz(legacy_npz(tmp_path / "counts.npz", small_scan, diff3d=counts))
+    np.testing.assert_array_equal(as_counts.diffraction, counts.astype(np.float32))
+    # their square roots are amplitudes, squared back exactly (in float64: no uint16 overflow)
+    amplitudes = np.sqrt(counts.astype(np.float64)).astype(np.float32)
+    as_amplitudes = read_npz(legacy_npz(tmp_path / "amplitudes.npz", small_scan, diff3d=amplitudes))
+    np.testing.assert_array_equal(as_amplitudes.diffraction, counts.astype(np.float32))
+    assert classify_diffraction_values(counts) == "counts"
+    assert classify_diffraction_values(amplitudes) == "amplitudes"
+    assert classify_diffraction_values(amplitudes / 3.7) == "normalised"
 
 
 def test_metadata_pickle_cannot_run_code(small_scan, tmp_path):
@@ -297,7 +307,7 @@ def test_mapped_npz_serves_the_same_counts_as_a_loaded_one(small_scan, tmp_path,
     photons = 4e4 if normalised else None
     loaded = read_npz(path, photons_per_pattern=photons, lazy=False)
     mapped = read_npz(path, photons_per_pattern=photons, lazy=True)
-    assert isinstance(mapped.diffraction, MappedAmplitudes) and not loaded.is_lazy
+    assert isinstance(mapped.diffraction, MappedPatterns) and not loaded.is_lazy
     assert mapped.diffraction.shape == loaded.diffraction.shape
     np.testing.assert_allclose(mapped.get_patterns(), loaded.diffraction, rtol=1e-6)
     if not normalised:
@@ -318,7 +328,7 @@ def test_large_npz_members_are_mapped_by_default(small_scan, tmp_path, monkeypat
     assert not read_scan(path).is_lazy  # small: loaded
     monkeypatch.setattr(npz_module, "LAZY_THRESHOLD_BYTES", 0)
     scan = read_scan(path)
-    assert isinstance(scan.diffraction, MappedAmplitudes)
+    assert isinstance(scan.diffraction, MappedPatterns)
     np.testing.assert_array_equal(scan.get_patterns(), small_scan.diffraction)
 
 

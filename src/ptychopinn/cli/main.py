@@ -8,6 +8,7 @@ Exit codes: 0 success; 1 bad data or a failed check (message names file, key and
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
 from collections.abc import Sequence
@@ -704,9 +705,26 @@ _COMMANDS = {
 }
 
 
+class _StderrHandler(logging.Handler):
+    """Writes to the *current* ``sys.stderr`` (which tests and notebooks may swap)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr)
+
+
+def _show_package_log() -> None:
+    """Show the package's info messages (what a reader found in a file, ...) on stderr."""
+    logger = logging.getLogger("ptychopinn")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _show_package_log()
     try:
         return _COMMANDS[args.command](args)
     except (ScanFileError, ScanValidationError, BundleError) as exc:

@@ -1,4 +1,4 @@
-"""Scan data: the in-memory type, file formats (PtychoPINN NPZ, CXI 1.6) and inspection.
+"""Scan data: the in-memory type, file formats (PtychoPINN NPZ, CXI 1.6, ptychodus) and inspection.
 
 Depends on nothing else in the package except :mod:`ptychopinn.units`.
 """
@@ -9,8 +9,9 @@ from .cxi import read_cxi, write_cxi
 from .errors import ScanFileError, ScanValidationError
 from .formats import FORMATS, detect_format, format_for_output, read_scan, write_scan
 from .inspection import FileReport, inspect_file
-from .lazy import HDF5Patterns, MappedAmplitudes
-from .npz import amplitudes_are_counts, read_npz, write_npz
+from .lazy import HDF5Patterns, MappedPatterns
+from .npz import classify_diffraction_values, read_npz, write_npz
+from .ptychodus import PtychodusProduct, read_ptychodus, read_ptychodus_product, write_ptychodus_product
 from .scan import PatternSource, Scan, ScanMetadata
 
 __all__ = [
@@ -21,21 +22,25 @@ __all__ = [
     "FORMATS",
     "FileReport",
     "HDF5Patterns",
-    "MappedAmplitudes",
+    "MappedPatterns",
     "PatternSource",
+    "PtychodusProduct",
     "Scan",
     "ScanFileError",
     "ScanMetadata",
     "ScanValidationError",
-    "amplitudes_are_counts",
+    "classify_diffraction_values",
     "atomic_path",
     "detect_format",
     "format_for_output",
     "inspect_file",
     "read_cxi",
     "read_npz",
+    "read_ptychodus",
+    "read_ptychodus_product",
     "read_scan",
     "write_cxi",
     "write_npz",
+    "write_ptychodus_product",
     "write_scan",
 ]

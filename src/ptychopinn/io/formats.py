@@ -8,16 +8,20 @@ from pathlib import Path
 from .cxi import read_cxi, write_cxi
 from .errors import ScanFileError
 from .npz import read_npz, write_npz
+from .ptychodus import hdf5_kind, ptychodus_pair, read_ptychodus
 from .scan import Scan
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-FORMATS = ("npz", "cxi")
+FORMATS = ("npz", "cxi", "ptychodus")
 _SUFFIXES = {".npz": "npz", ".cxi": "cxi", ".h5": "cxi", ".hdf5": "cxi"}
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """``"npz"`` or ``"cxi"``, from the file's first bytes (not its name).
+    """``"npz"``, ``"cxi"`` or ``"ptychodus"``, from the content (not the name).
+
+    ``"ptychodus"``: a directory holding ptychodus' ``diffraction.h5`` and ``product.h5``, or
+    either of those files with its partner beside it.
 
     Raises
     ------
@@ -25,6 +29,10 @@ def detect_format(path: str | os.PathLike) -> str:
         Missing, empty or of an unknown format.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        if ptychodus_pair(path) is not None:
+            return "ptychodus"
+        raise ScanFileError("is a directory without ptychodus' diffraction.h5 and product.h5", source=path)
     if not os.path.isfile(path):
         raise ScanFileError("no such file", source=path)
     with open(path, "rb") as handle:
@@ -32,6 +40,14 @@ def detect_format(path: str | os.PathLike) -> str:
     if head.startswith(_ZIP_MAGIC) or head.startswith(b"PK\x05\x06"):
         return "npz"
     if head == _HDF5_MAGIC:
+        kind = hdf5_kind(path)
+        if kind is not None and kind.startswith("ptychodus"):
+            if ptychodus_pair(path) is None:
+                partner = "product.h5" if kind == "ptychodus-diffraction" else "diffraction.h5"
+                raise ScanFileError(
+                    f"a ptychodus {kind[10:]} file without its {partner} beside it", source=path
+                )
+            return "ptychodus"
         return "cxi"
     if not head:
         raise ScanFileError("file is empty", source=path)
@@ -57,7 +73,8 @@ def read_scan(
     Parameters
     ----------
     path : str or os.PathLike
-        NPZ (PtychoPINN contract) or CXI/HDF5 file.
+        NPZ (PtychoPINN contract) or CXI/HDF5 file, or ptychodus' layout (a directory with
+        ``diffraction.h5`` and ``product.h5``, or one of them).
     photons_per_pattern : float, optional
         For NPZ files holding normalised amplitudes: the mean photons per pattern.
     lazy : bool, optional
@@ -67,6 +84,8 @@ def read_scan(
     fmt = detect_format(path)
     if fmt == "npz":
         return read_npz(path, photons_per_pattern=photons_per_pattern, lazy=lazy)
+    if fmt == "ptychodus":
+        return read_ptychodus(path)
     return read_cxi(path)
 
 

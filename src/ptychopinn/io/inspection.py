@@ -14,6 +14,7 @@ from .bundle import MANIFEST_NAME, BundleError, read_bundle
 from .errors import ScanFileError, ScanValidationError
 from .formats import detect_format, read_scan
 from .npz import read_npy_header
+from .ptychodus import ptychodus_pair
 from .scan import Scan
 
 
@@ -92,6 +93,16 @@ def _hdf5_contents(path: str) -> list[tuple[str, tuple[int, ...], str]]:
 
     with h5py.File(path, "r") as handle:
         handle.visititems(visit)
+    return entries
+
+
+def _ptychodus_contents(path: str) -> list[tuple[str, tuple[int, ...], str]]:
+    pair = ptychodus_pair(path)
+    if pair is None:
+        raise ValueError("not ptychodus' layout")
+    entries = []
+    for file in pair:
+        entries += [(f"{file.name}:{name}", shape, dtype) for name, shape, dtype in _hdf5_contents(str(file))]
     return entries
 
 
@@ -214,8 +225,9 @@ def inspect_file(path: str | os.PathLike, *, photons_per_pattern: float | None =
     if report.format == "npz" and _is_bundle(path):
         return _inspect_bundle(path, report)
     try:
-        report.contents = _npz_contents(path) if report.format == "npz" else _hdf5_contents(path)
-    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
+        lister = {"npz": _npz_contents, "ptychodus": _ptychodus_contents}.get(report.format, _hdf5_contents)
+        report.contents = lister(path)
+    except (OSError, RuntimeError, zipfile.BadZipFile, ValueError, EOFError) as exc:
         report.problems.append(f"cannot list contents ({exc}); is the file truncated?")
         return report
     with warnings.catch_warnings(record=True) as caught:

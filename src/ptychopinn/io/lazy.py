@@ -26,9 +26,21 @@ class HDF5Patterns:
         The HDF5 file.
     key : str
         Dataset path inside the file.
+    rows : numpy.ndarray, optional
+        Stored rows to serve, in order (pattern ``i`` is stored row ``rows[i]``); default all.
+    bad_pixels : numpy.ndarray, optional
+        Bool ``(N, N)``, True where a detector pixel is bad: set to zero before the checks
+        (such pixels may hold anything; the scan's mask leaves them out).
     """
 
-    def __init__(self, path: str | os.PathLike, key: str):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        key: str,
+        *,
+        rows: np.ndarray | None = None,
+        bad_pixels: np.ndarray | None = None,
+    ):
         self.path = os.fspath(path)
         self.key = key
         self._file: h5py.File | None = None
@@ -38,7 +50,22 @@ class HDF5Patterns:
             raise ScanValidationError(f"shape {dataset.shape} is not (n, N, N)", source=self.path, key=key)
         if dataset.dtype.kind not in "biuf":
             raise ScanValidationError(f"dtype {dataset.dtype} is not real numeric", source=self.path, key=key)
-        self.shape: tuple[int, int, int] = tuple(int(s) for s in dataset.shape)
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
+        if (
+            self.rows is not None
+            and self.rows.size
+            and not (0 <= self.rows.min() and self.rows.max() < dataset.shape[0])
+        ):
+            raise ScanValidationError("selected rows lie outside the dataset", source=self.path, key=key)
+        self.bad_pixels = None if bad_pixels is None else np.asarray(bad_pixels, dtype=bool)
+        if self.bad_pixels is not None and self.bad_pixels.shape != tuple(dataset.shape[1:]):
+            raise ScanValidationError(
+                f"bad-pixel mask {self.bad_pixels.shape} does not match patterns {dataset.shape[1:]}",
+                source=self.path,
+                key=key,
+            )
+        n = dataset.shape[0] if self.rows is None else self.rows.size
+        self.shape: tuple[int, int, int] = (int(n), int(dataset.shape[1]), int(dataset.shape[2]))
         self.dtype = np.dtype(np.float32)
 
     def _dataset(self) -> h5py.Dataset:
@@ -57,23 +84,32 @@ class HDF5Patterns:
         return self.shape[0]
 
     def __getitem__(self, index: Any) -> np.ndarray:
+        if self.rows is not None:  # serve a selection: read the stored rows it maps to
+            single = isinstance(index, (int, np.integer))
+            first = index.indices(self.shape[0])[0] if isinstance(index, slice) else 0
+            stored = self.rows[index]
+            block = self._read(np.atleast_1d(stored), first)
+            return block[0] if single else block
+        return self._read(index, None)
+
+    def _read(self, index: Any, first: int | None) -> np.ndarray:
         dataset = self._dataset()
-        first = 0
+        start = 0
         try:
             if isinstance(index, slice):
-                first = index.indices(self.shape[0])[0]
+                start = index.indices(dataset.shape[0])[0]
                 block = dataset[index]
             elif isinstance(index, (int, np.integer)):
-                first = int(index) % self.shape[0]
+                start = int(index) % dataset.shape[0]
                 block = dataset[int(index)][None]
             else:
                 # h5py needs increasing unique indices: read sorted, then restore the order.
                 wanted = np.asarray(index).reshape(-1)
                 if wanted.dtype == bool:
                     wanted = np.flatnonzero(wanted)
-                wanted = np.where(wanted < 0, wanted + self.shape[0], wanted)
+                wanted = np.where(wanted < 0, wanted + dataset.shape[0], wanted)
                 unique, inverse = np.unique(wanted, return_inverse=True)
-                block = dataset[unique][inverse] if unique.size else np.empty((0, *self.shape[1:]))
+                block = dataset[unique][inverse] if unique.size else np.empty((0, *dataset.shape[1:]))
         except (OSError, ValueError, IndexError) as exc:
             raise ScanFileError(
                 f"cannot read patterns {index!r} ({exc}); is the file truncated?",
@@ -81,7 +117,11 @@ class HDF5Patterns:
                 key=self.key,
             ) from None
         block = np.asarray(block)
-        check_intensities(block, source=self.path, key=self.key, first_index=first)
+        if self.bad_pixels is not None:
+            block = np.where(self.bad_pixels, 0, block)
+        check_intensities(
+            block, source=self.path, key=self.key, first_index=start if first is None else first
+        )
         block = block.astype(np.float32, copy=False)
         return block[0] if isinstance(index, (int, np.integer)) else block
 
@@ -104,8 +144,8 @@ class HDF5Patterns:
         return f"HDF5Patterns({self.path!r}, {self.key!r}, shape={self.shape})"
 
 
-class MappedAmplitudes:
-    """Diffraction amplitudes in an uncompressed NPZ member, memory-mapped, served as counts.
+class MappedPatterns:
+    """Diffraction data in an uncompressed NPZ member, memory-mapped, served as counts.
 
     ``np.savez`` stores members uncompressed, so the ``.npy`` data of a member lie contiguous
     in the archive and can be mapped like a plain ``.npy`` file: only the patterns asked for
@@ -125,9 +165,13 @@ class MappedAmplitudes:
         Stored dtype (real numeric).
     legacy_layout : bool
         True for the pattern-last ``(N, N, n)`` layout.
+    values : {"amplitudes", "counts"}
+        What the member holds: amplitudes (squared on reading) or counts.
     counts_scale : float, optional
-        None when the squared amplitudes are whole counts (they are rounded); else the factor
+        None when the (squared) values are whole counts (they are rounded); else the factor
         from squared normalised amplitudes to counts.
+    bad_pixels : numpy.ndarray, optional
+        Bool ``(N, N)``, True where a detector pixel is bad: zeroed before the checks.
     """
 
     def __init__(
@@ -139,15 +183,21 @@ class MappedAmplitudes:
         dtype: np.dtype,
         *,
         legacy_layout: bool = False,
+        values: str = "amplitudes",
         counts_scale: float | None = None,
+        bad_pixels: np.ndarray | None = None,
     ):
+        if values not in ("amplitudes", "counts"):
+            raise ValueError(f"values must be 'amplitudes' or 'counts', got {values!r}")
         self.path = os.fspath(path)
         self.key = key
         self.offset = int(offset)
         self.stored_shape = tuple(int(s) for s in stored_shape)
         self.stored_dtype = np.dtype(dtype)
         self.legacy_layout = legacy_layout
+        self.values = values
         self.counts_scale = counts_scale
+        self.bad_pixels = None if bad_pixels is None else np.asarray(bad_pixels, dtype=bool)
         n_axis = 2 if legacy_layout else 0
         side = self.stored_shape[0] if legacy_layout else self.stored_shape[1]
         self.shape: tuple[int, int, int] = (self.stored_shape[n_axis], side, side)
@@ -155,8 +205,8 @@ class MappedAmplitudes:
         self._array: np.ndarray | None = None
         self._pid: int | None = None
 
-    def amplitudes(self) -> np.ndarray:
-        """The stored amplitudes as a read-only ``(n, N, N)`` view of the mapped file."""
+    def stored(self) -> np.ndarray:
+        """The stored values as a read-only ``(n, N, N)`` view of the mapped file."""
         if self._array is None or self._pid != os.getpid():
             try:
                 mapped = np.memmap(
@@ -172,18 +222,23 @@ class MappedAmplitudes:
         return self.shape[0]
 
     def __getitem__(self, index: Any) -> np.ndarray:
-        amplitudes = self.amplitudes()
+        stored = self.stored()
         first = 0
         if isinstance(index, slice):
             first = index.indices(self.shape[0])[0]
         elif isinstance(index, (int, np.integer)):
             first = int(index) % self.shape[0]
-        block = np.asarray(amplitudes[index])
+        block = np.asarray(stored[index])
         single = block.ndim == 2
         if single:
             block = block[None]
+        if self.bad_pixels is not None:
+            block = np.where(self.bad_pixels, 0, block)
         check_intensities(block, source=self.path, key=self.key, first_index=first)
-        intensity = np.square(block, dtype=np.float64)  # float64: uint16 squares overflow
+        if self.values == "counts":
+            intensity = block.astype(np.float64)
+        else:
+            intensity = np.square(block, dtype=np.float64)  # float64: uint16 squares overflow
         counts = np.rint(intensity) if self.counts_scale is None else intensity * self.counts_scale
         counts = counts.astype(np.float32)
         return counts[0] if single else counts
@@ -202,4 +257,4 @@ class MappedAmplitudes:
         return state
 
     def __repr__(self) -> str:
-        return f"MappedAmplitudes({self.path!r}, {self.key!r}, shape={self.shape})"
+        return f"MappedPatterns({self.path!r}, {self.key!r}, shape={self.shape})"

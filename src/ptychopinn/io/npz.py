@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import pickle
 import struct
@@ -25,8 +26,10 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import ScanFileError, ScanValidationError
-from .lazy import MappedAmplitudes
+from .lazy import MappedPatterns
 from .scan import Scan, ScanMetadata, check_intensities
+
+log = logging.getLogger("ptychopinn.io")
 
 DIFFRACTION_KEYS = ("diffraction", "diff3d")
 _METADATA_KEY = "_metadata"
@@ -94,7 +97,15 @@ def _read_metadata_json(path: str, archive: zipfile.ZipFile) -> dict[str, Any] |
         if not isinstance(parsed, dict):
             raise ValueError("the JSON is not an object")
         return parsed
-    except (pickle.UnpicklingError, ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
+    except (
+        pickle.UnpicklingError,
+        ValueError,
+        EOFError,
+        OSError,
+        zipfile.BadZipFile,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:
         warnings.warn(f"{path}: '{_METADATA_KEY}' skipped: {exc}", stacklevel=3)
         return None
 
@@ -131,18 +142,65 @@ def _sample(values: np.ndarray, limit: int = 2_000_000) -> np.ndarray:
     return flat[::step]
 
 
-def amplitudes_are_counts(intensity: np.ndarray) -> bool:
-    """True when squared amplitudes are whole photon counts (raw data, not normalised).
-
-    Every non-zero squared amplitude must be an integer >= 1 to within float rounding.
-    """
-    sample = _sample(intensity)
-    nonzero = sample[sample > 0]
+def _whole(values: np.ndarray, tolerance: float) -> bool:
+    nonzero = values[values > 0]
     if nonzero.size == 0:
         return True
     nearest = np.rint(nonzero)
-    tolerance = 1e-3 + 1e-6 * nonzero
-    return bool(np.all(np.abs(nonzero - nearest) <= tolerance) and np.all(nearest >= 1))
+    return bool(np.all(np.abs(nonzero - nearest) <= tolerance + 1e-6 * nonzero) and np.all(nearest >= 1))
+
+
+def classify_diffraction_values(values: np.ndarray) -> str:
+    """What a diffraction array holds, judged from its numbers (not its key's name).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        The stored values (or a sample of them), bad pixels excluded.
+
+    Returns
+    -------
+    str
+        ``"counts"``: every value is a whole number (photon counts, as ptychodus exports
+        ``diff3d``). ``"amplitudes"``: not whole numbers, but their squares are (square roots
+        of counts: the PtychoPINN contract). ``"normalised"``: neither (amplitudes scaled to
+        an arbitrary total: the photon count per pattern must be given).
+
+    Notes
+    -----
+    Whole numbers are read as counts: amplitudes of measured counts are whole numbers only
+    where every count is a perfect square, which real data never are.
+    """
+    sample = _sample(np.asarray(values)).astype(np.float64)
+    if _whole(sample, 1e-4):
+        return "counts"
+    if _whole(np.square(sample), 1e-3):
+        return "amplitudes"
+    return "normalised"
+
+
+_VALUE_NOTES = {
+    "counts": "photon counts (whole numbers)",
+    "amplitudes": "amplitudes (their squares are whole photon counts)",
+    "normalised": "normalised amplitudes",
+}
+
+
+def _normalised_scale(path: str, key: str, photons: float | None, mean_total: float) -> float:
+    """Factor from squared normalised amplitudes to counts."""
+    if photons is None:
+        raise ScanValidationError(
+            "amplitudes are normalised (neither they nor their squares are whole photon "
+            "counts) and the file states no photon count: pass the mean photons per pattern "
+            "with --nphotons (Python: photons_per_pattern=...)",
+            source=path,
+            key=key,
+        )
+    if not (np.isfinite(photons) and photons > 0):
+        raise ScanValidationError(f"photons per pattern must be positive, got {photons!r}", source=path)
+    if not mean_total > 0:
+        raise ScanValidationError("all diffraction data are zero", source=path, key=key)
+    return photons / mean_total
 
 
 def _photons_from_metadata(meta: dict[str, Any] | None) -> float | None:
@@ -171,7 +229,7 @@ def _check_declared_sizes(path: str, archive: zipfile.ZipFile) -> None:
             with archive.open(info) as handle:
                 shape, dtype = read_npy_header(handle)
                 header_bytes = handle.tell()
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
             raise ScanFileError(f"unreadable array header ({exc})", source=path, key=key) from None
         if dtype.hasobject:
             continue
@@ -193,21 +251,26 @@ def _mapped_member(
     info = archive.getinfo(f"{key}.npy")
     if info.compress_type != zipfile.ZIP_STORED:
         return None
-    with open(path, "rb") as handle:
-        handle.seek(info.header_offset)
-        local = handle.read(30)
-        if len(local) < 30 or local[:4] != b"PK\x03\x04":
-            return None
-        name_length, extra_length = struct.unpack("<HH", local[26:30])
-        handle.seek(info.header_offset + 30 + name_length + extra_length)
-        version = np.lib.format.read_magic(handle)
-        reader = (
-            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        )
-        shape, fortran_order, dtype = reader(handle)
-        if fortran_order or dtype.hasobject or dtype.kind not in "biuf":
-            return None
-        return handle.tell(), tuple(shape), dtype
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(info.header_offset)
+            local = handle.read(30)
+            if len(local) < 30 or local[:4] != b"PK\x03\x04":
+                return None
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            handle.seek(info.header_offset + 30 + name_length + extra_length)
+            version = np.lib.format.read_magic(handle)
+            reader = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran_order, dtype = reader(handle)
+            if fortran_order or dtype.hasobject or dtype.kind not in "biuf":
+                return None
+            return handle.tell(), tuple(shape), dtype
+    except (OSError, ValueError, EOFError, struct.error):
+        return None  # not mappable: the loading path reports what is wrong
 
 
 def _read_mapped_counts(
@@ -216,8 +279,9 @@ def _read_mapped_counts(
     member: tuple[int, tuple[int, ...], np.dtype],
     n: int,
     photons: float | None,
-) -> MappedAmplitudes:
-    """Map the amplitudes and decide, from a sample of patterns, how they become counts."""
+    bad_pixels: np.ndarray | None,
+) -> MappedPatterns:
+    """Map the member and decide, from a sample of patterns, how its values become counts."""
     offset, shape, dtype = member
     shape = tuple(shape)
     while len(shape) > 3 and shape[-1] == 1:
@@ -233,31 +297,26 @@ def _read_mapped_counts(
             source=path,
             key=key,
         )
-    source = MappedAmplitudes(path, key, offset, shape, dtype, legacy_layout=legacy)
+    source = MappedPatterns(path, key, offset, shape, dtype, legacy_layout=legacy, bad_pixels=bad_pixels)
     picks = np.unique(np.linspace(0, n - 1, min(n, _DETECTION_PATTERNS)).astype(np.int64))
-    sample = np.asarray(source.amplitudes()[picks])
+    sample = np.asarray(source.stored()[picks])
+    if bad_pixels is not None:
+        sample = np.where(bad_pixels, 0, sample)
     for pick, pattern in zip(picks, sample, strict=True):  # report a bad pattern by its index in the scan
         check_intensities(pattern[None], source=path, key=key, first_index=int(pick))
-    if amplitudes_are_counts(np.square(sample, dtype=np.float64)):
-        return source
-    if photons is None:
-        raise ScanValidationError(
-            "amplitudes are normalised (their squares are not whole photon counts) and "
-            "the file states no photon count: pass the mean photons per pattern with "
-            "--nphotons (Python: photons_per_pattern=...)",
-            source=path,
-            key=key,
-        )
-    if not (np.isfinite(photons) and photons > 0):
-        raise ScanValidationError(f"photons per pattern must be positive, got {photons!r}", source=path)
-    total = 0.0
-    for start in range(0, n, 1024):  # one streaming pass for the mean total
-        block = np.asarray(source.amplitudes()[start : start + 1024])
-        check_intensities(block, source=path, key=key, first_index=start)
-        total += float(np.square(block, dtype=np.float64).sum())
-    if not total > 0:
-        raise ScanValidationError("all diffraction data are zero", source=path, key=key)
-    source.counts_scale = photons / (total / n)
+    kind = classify_diffraction_values(sample)
+    log.info("%s: '%s' holds %s", path, key, _VALUE_NOTES[kind])
+    if kind == "counts":
+        source.values = "counts"
+    elif kind == "normalised":
+        total = 0.0
+        for start in range(0, n, 1024):  # one streaming pass for the mean total
+            block = np.asarray(source.stored()[start : start + 1024])
+            if bad_pixels is not None:
+                block = np.where(bad_pixels, 0, block)
+            check_intensities(block, source=path, key=key, first_index=start)
+            total += float(np.square(block, dtype=np.float64).sum())
+        source.counts_scale = _normalised_scale(path, key, photons, total / n)
     return source
 
 
@@ -266,7 +325,7 @@ def _load_key(archive: Any, key: str, path: str) -> np.ndarray:
         return archive[key]
     except ValueError as exc:
         raise ScanValidationError(f"cannot be read without pickle ({exc})", source=path, key=key) from None
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
         raise ScanFileError(
             f"cannot read this key ({exc}); is the file truncated?", source=path, key=key
         ) from None
@@ -309,7 +368,7 @@ def read_npz(
         raise ScanFileError("no such file", source=path)
     try:
         archive = np.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:
         raise ScanFileError(f"not a readable NPZ archive ({exc})", source=path) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ScanFileError("holds a single .npy array, not an NPZ archive of named keys", source=path)
@@ -349,6 +408,18 @@ def read_npz(
                 raise ScanValidationError(f"dtype {coords.dtype} is not real numeric", source=path, key=key)
         n = xs.shape[0]
 
+        bad_pixels = None
+        if "bad_pixels" in keys:  # ptychodus' export: True where a pixel was filled in, not measured
+            bad_pixels = np.asarray(_load_key(archive, "bad_pixels", path))
+            if bad_pixels.dtype.kind not in "biu" or bad_pixels.ndim != 2:
+                raise ScanValidationError(
+                    f"dtype {bad_pixels.dtype}, shape {bad_pixels.shape}: expected a boolean (N, N) mask",
+                    source=path,
+                    key="bad_pixels",
+                )
+            bad_pixels = bad_pixels.astype(bool)
+            if not bad_pixels.any():
+                bad_pixels = None
         member = None
         declared_photons = (
             photons_per_pattern if photons_per_pattern is not None else _photons_from_metadata(meta_json)
@@ -364,13 +435,17 @@ def read_npz(
                         stacklevel=2,
                     )
         if member is not None:
-            counts = _read_mapped_counts(path, diff_key, member, n, declared_photons)
+            counts = _read_mapped_counts(path, diff_key, member, n, declared_photons, bad_pixels)
         else:
-            counts = _eager_counts(path, diff_key, _load_key(archive, diff_key, path), n, declared_photons)
+            stored = _load_key(archive, diff_key, path)
+            counts = _eager_counts(path, diff_key, stored, n, declared_photons, bad_pixels)
 
         probe = _squeeze_trailing(np.asarray(_load_key(archive, "probeGuess", path)), 2)
         obj = None
-        if "objectGuess" in keys:
+        if "objectGuess" in keys and "bad_pixels" in keys:
+            # ptychodus exports its current object estimate, not a ground truth to compare with
+            log.info("%s: 'objectGuess' is ptychodus' estimate, not a ground truth; not loaded", path)
+        elif "objectGuess" in keys:
             obj = _squeeze_trailing(np.asarray(_load_key(archive, "objectGuess", path)), 2)
         scan_index = (
             _squeeze_trailing(np.asarray(_load_key(archive, "scan_index", path)), 1)
@@ -388,6 +463,8 @@ def read_npz(
                     stacklevel=2,
                 )
         mask = np.asarray(_load_key(archive, "detector_mask", path)) if "detector_mask" in keys else None
+        if bad_pixels is not None:
+            mask = ~bad_pixels if mask is None else np.logical_and(mask.astype(bool), ~bad_pixels)
 
     ours = (meta_json or {}).get("ptychopinn", {}) if isinstance(meta_json, dict) else {}
     meta_values = dict(ours.get("metadata", {})) if isinstance(ours, dict) else {}
@@ -410,29 +487,31 @@ def read_npz(
     )
 
 
-def _eager_counts(path: str, key: str, amplitude: np.ndarray, n: int, photons: float | None) -> np.ndarray:
-    """Counts (float32, ``(n, N, N)``) from amplitudes loaded in memory."""
-    if amplitude.dtype.kind not in "biuf":
-        raise ScanValidationError(f"dtype {amplitude.dtype} is not real numeric", source=path, key=key)
-    amplitude = _pattern_first(amplitude, n, path=path, key=key)
-    check_intensities(amplitude, source=path, key=key)
-    intensity = np.square(amplitude, dtype=np.float64)  # float64: uint16 squares overflow
-    if amplitudes_are_counts(intensity):
+def _eager_counts(
+    path: str, key: str, stored: np.ndarray, n: int, photons: float | None, bad_pixels: np.ndarray | None
+) -> np.ndarray:
+    """Counts (float32, ``(n, N, N)``) from diffraction values loaded in memory."""
+    if stored.dtype.kind not in "biuf":
+        raise ScanValidationError(f"dtype {stored.dtype} is not real numeric", source=path, key=key)
+    stored = _pattern_first(stored, n, path=path, key=key)
+    if bad_pixels is not None:
+        if bad_pixels.shape != stored.shape[1:]:
+            raise ScanValidationError(
+                f"shape {bad_pixels.shape} does not match the patterns {stored.shape[1:]}",
+                source=path,
+                key="bad_pixels",
+            )
+        stored = np.where(bad_pixels, 0, stored)
+    check_intensities(stored, source=path, key=key)
+    kind = classify_diffraction_values(stored)
+    log.info("%s: '%s' holds %s", path, key, _VALUE_NOTES[kind])
+    if kind == "counts":
+        return np.rint(stored.astype(np.float64)).astype(np.float32)
+    intensity = np.square(stored, dtype=np.float64)  # float64: uint16 squares overflow
+    if kind == "amplitudes":
         return np.rint(intensity).astype(np.float32)
-    if photons is None:
-        raise ScanValidationError(
-            "amplitudes are normalised (their squares are not whole photon counts) and "
-            "the file states no photon count: pass the mean photons per pattern with "
-            "--nphotons (Python: photons_per_pattern=...)",
-            source=path,
-            key=key,
-        )
-    if not (np.isfinite(photons) and photons > 0):
-        raise ScanValidationError(f"photons per pattern must be positive, got {photons!r}", source=path)
-    mean_total = intensity.sum(axis=(1, 2)).mean()
-    if not mean_total > 0:
-        raise ScanValidationError("all diffraction data are zero", source=path, key=key)
-    return (intensity * (photons / mean_total)).astype(np.float32)
+    scale = _normalised_scale(path, key, photons, float(intensity.sum(axis=(1, 2)).mean()))
+    return (intensity * scale).astype(np.float32)
 
 
 def write_npz(scan: Scan, path: str | os.PathLike, *, batch_size: int = 1024) -> None:

@@ -59,6 +59,9 @@ class ScanMetadata:
         ``dx = lambda z / (N p)``; see :meth:`Scan.pixel_size_m`.
     photons_per_pattern : float, optional
         Requested or nominal mean photon count per pattern.
+    origin_x_m, origin_y_m : float, optional
+        Where object pixel (0, 0) lies in the instrument's frame (m), when the positions
+        came in metres (ptychodus); lets products written back keep the same metres.
     """
 
     energy_ev: float | None = None
@@ -66,6 +69,8 @@ class ScanMetadata:
     detector_pixel_size_m: float | None = None
     object_pixel_size_m: float | None = None
     photons_per_pattern: float | None = None
+    origin_x_m: float | None = None
+    origin_y_m: float | None = None
 
     @property
     def wavelength_m(self) -> float | None:
@@ -97,6 +102,8 @@ class ScanMetadata:
     def validate(self, *, source: str | None = None) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if value is not None and f.name.startswith("origin_") and math.isfinite(value):
+                continue  # a frame origin may be anywhere
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ScanValidationError(
                     f"metadata '{f.name}' must be a finite positive number, got {value!r}",
