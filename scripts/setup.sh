@@ -2,7 +2,8 @@
 # Set up a virtual environment in .venv with ptychopinn installed (editable).
 #
 #   bash scripts/setup.sh          # runtime only
-#   bash scripts/setup.sh --dev    # plus the test and lint tools
+#   bash scripts/setup.sh --dev    # plus the test and lint tools and the optional extras the
+#                                  # tests exercise (tensorboard, mlflow, ptychodus)
 #
 # PyTorch: a bare `torch` requirement can pull a multi-GB CUDA build, so when the
 # environment has no importable torch we install the CPU build torch==2.13.0 first;
@@ -16,7 +17,7 @@ VENV=${VENV:-.venv}
 extras=""
 for arg in "$@"; do
   case "$arg" in
-    --dev) extras="[dev]" ;;
+    --dev) extras="[dev,tensorboard,mlflow,ptychodus]" ;;
     *) echo "setup.sh: unknown option '$arg' (known: --dev)" >&2; exit 2 ;;
   esac
 done

@@ -247,6 +247,7 @@ class ExecutionConfig(_Section):
     batch_size: int = 16
     inference_batch_size: int = 256
     logger: str = "csv"
+    mlflow_tracking_uri: str | None = None
     progress_bar: bool = True
     checkpoint_every_n_epochs: int = 1
     save_top_k: int = 1
@@ -276,6 +277,10 @@ class ExecutionConfig(_Section):
         self._int("batch_size", 1)
         self._int("inference_batch_size", 1)
         self._choice("logger", LOGGERS)
+        if self.mlflow_tracking_uri is not None and (
+            not isinstance(self.mlflow_tracking_uri, str) or not self.mlflow_tracking_uri.strip()
+        ):
+            self._fail("mlflow_tracking_uri", "must be a URI such as http://host:5000 or sqlite:///runs.db")
         self._bool("progress_bar")
         self._int("checkpoint_every_n_epochs", 1)
         self._int("save_top_k", -1)

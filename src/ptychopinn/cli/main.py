@@ -303,6 +303,8 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         type=_positive_int, help="groups per batch at inference (default 256)")
     add(execution, "--logger", dest="execution__logger", choices=LOGGERS,
         help="csv (default), tensorboard, mlflow, none")
+    add(execution, "--mlflow-tracking-uri", dest="execution__mlflow_tracking_uri", metavar="URI",
+        help="MLflow server or store (default: a local store, OUTPUT_DIR/mlflow.db; never the network)")
     add(execution, "--progress-bar", dest="execution__progress_bar", action=bool_flag,
         help="show the progress bar (default on)")
     add(execution, "--checkpoint-every", dest="execution__checkpoint_every_n_epochs",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -156,25 +157,33 @@ def build_logger(execution: ExecutionConfig, output_dir: Path):
         return CSVLogger(save_dir=output_dir, name="logs")
     if kind == "tensorboard":
         try:
-            from lightning.pytorch.loggers import TensorBoardLogger
-
-            return TensorBoardLogger(save_dir=output_dir, name="tensorboard")
+            import tensorboard  # noqa: F401
         except ModuleNotFoundError as exc:
             raise ValueError(
                 f"execution.logger = 'tensorboard' needs the tensorboard extra ({exc}); "
                 "pip install 'ptychopinn[tensorboard]'"
             ) from None
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        return TensorBoardLogger(save_dir=output_dir, name="tensorboard")
     if kind == "mlflow":
         try:
+            import alembic  # noqa: F401  (the local SQLite store needs it and sqlalchemy)
             import mlflow  # noqa: F401
+            import sqlalchemy  # noqa: F401
             from lightning.pytorch.loggers import MLFlowLogger
         except ModuleNotFoundError as exc:
             raise ValueError(
                 f"execution.logger = 'mlflow' needs the mlflow extra ({exc}); "
                 "pip install 'ptychopinn[mlflow]'"
             ) from None
+        if execution.mlflow_tracking_uri is not None:
+            return MLFlowLogger(experiment_name="ptychopinn", tracking_uri=execution.mlflow_tracking_uri)
+        # a local SQLite store (MLflow's file store is deprecated); artifacts beside it
         return MLFlowLogger(
-            experiment_name="ptychopinn", tracking_uri=(output_dir / "mlruns").resolve().as_uri()
+            experiment_name="ptychopinn",
+            tracking_uri="sqlite:///" + os.fspath((output_dir / "mlflow.db").resolve()),
+            artifact_location=(output_dir / "mlflow-artifacts").resolve().as_uri(),
         )
     raise ValueError(f"unknown logger {kind!r}")  # guarded by ExecutionConfig
 
