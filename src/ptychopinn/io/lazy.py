@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 from typing import Any
 
@@ -214,9 +215,19 @@ class MappedPatterns:
                 )
             except (OSError, ValueError) as exc:
                 raise ScanFileError(f"cannot map ({exc})", source=self.path, key=self.key) from None
+            self._mapping = getattr(mapped, "_mmap", None)
             self._array = np.moveaxis(mapped, 2, 0) if self.legacy_layout else mapped
             self._pid = os.getpid()
         return self._array
+
+    def release(self) -> None:
+        """Drop the mapped pages from this process (they stay in the OS page cache).
+
+        Pages of a file mapping count in the resident memory of the process that touched
+        them; releasing them after each copy keeps it flat however much of the scan is read.
+        """
+        if self._mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+            self._mapping.madvise(mmap.MADV_DONTNEED)
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -228,7 +239,8 @@ class MappedPatterns:
             first = index.indices(self.shape[0])[0]
         elif isinstance(index, (int, np.integer)):
             first = int(index) % self.shape[0]
-        block = np.asarray(stored[index])
+        block = np.array(stored[index])  # a copy: the mapping is released below
+        self.release()
         single = block.ndim == 2
         if single:
             block = block[None]
@@ -253,6 +265,7 @@ class MappedPatterns:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_array"] = None
+        state["_mapping"] = None
         state["_pid"] = None
         return state
 

@@ -299,7 +299,8 @@ def _read_mapped_counts(
         )
     source = MappedPatterns(path, key, offset, shape, dtype, legacy_layout=legacy, bad_pixels=bad_pixels)
     picks = np.unique(np.linspace(0, n - 1, min(n, _DETECTION_PATTERNS)).astype(np.int64))
-    sample = np.asarray(source.stored()[picks])
+    sample = np.array(source.stored()[picks])
+    source.release()
     if bad_pixels is not None:
         sample = np.where(bad_pixels, 0, sample)
     for pick, pattern in zip(picks, sample, strict=True):  # report a bad pattern by its index in the scan
@@ -311,7 +312,8 @@ def _read_mapped_counts(
     elif kind == "normalised":
         total = 0.0
         for start in range(0, n, 1024):  # one streaming pass for the mean total
-            block = np.asarray(source.stored()[start : start + 1024])
+            block = np.array(source.stored()[start : start + 1024])
+            source.release()
             if bad_pixels is not None:
                 block = np.where(bad_pixels, 0, block)
             check_intensities(block, source=path, key=key, first_index=start)
