@@ -36,7 +36,7 @@ from ..workflows import (
     infer_scan,
     inspect_file,
     load_run_config,
-    reconstruct_scan,
+    reconstruct_file,
     run_example,
     simulate_to_file,
     train_model,
@@ -232,7 +232,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
 
     data = parser.add_argument_group("data")
     add(data, "--train-data", "--train_data_file", "--train-data-file", dest="data__train_data",
-        metavar="FILE", help="training scan (NPZ or CXI)")
+        metavar="FILE", help="training scan (NPZ, CXI, or a ptychodus directory)")
     add(data, "--test-data", "--test_data_file", "--test-data-file", dest="data__test_data",
         metavar="FILE", help="validation scan (optional)")
     add(data, "--gridsize", dest="data__gridsize", type=_positive_int,
@@ -353,7 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read scan files, check every value, report contents and problems. "
         "Exits 1 when any file has a problem.",
     )
-    inspect.add_argument("files", nargs="+", metavar="FILE", help="NPZ or CXI/HDF5 scan file(s)")
+    inspect.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="NPZ or CXI/HDF5 scan file(s), ptychodus directories, model bundles",
+    )
     inspect.add_argument(
         "--nphotons",
         type=_positive_float,
@@ -385,7 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the data hold a ground truth, inference.json.",
     )
     infer.add_argument("--model", "--model_path", "--model-path", required=True, help="model bundle (.zip)")
-    infer.add_argument("--data", "--test_data", "--test-data", required=True, help="scan file (NPZ or CXI)")
+    infer.add_argument(
+        "--data",
+        "--test_data",
+        "--test-data",
+        required=True,
+        help="scan file (NPZ or CXI) or a ptychodus directory",
+    )
     infer.add_argument("--output-dir", "--output_dir", required=True, help="folder for the outputs")
     infer.add_argument(
         "--accelerator",
@@ -418,6 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="photons per pattern for NPZ files with normalised amplitudes",
     )
     infer.add_argument("--no-progress", action="store_true", help="no progress bar")
+    infer.add_argument(
+        "--ptychodus-product",
+        action="store_true",
+        help="also write OUTPUT_DIR/product.h5, a product that ptychodus opens",
+    )
 
     rec = sub.add_parser(
         "reconstruct",
@@ -429,7 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
         "curve (loss.json, loss.png) and reconstruct.json.",
     )
     d = RefinementConfig()
-    rec.add_argument("data", metavar="DATA", help="scan file (NPZ or CXI)")
+    rec.add_argument(
+        "data",
+        metavar="DATA",
+        help="scan file (NPZ or CXI) or a ptychodus directory (diffraction.h5 + product.h5)",
+    )
     rec.add_argument("--output-dir", "--output_dir", required=True, help="folder for the outputs")
     rec.add_argument("--model", "--model_path", help="model bundle whose prediction starts the refinement")
     rec.add_argument(
@@ -522,6 +542,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="photons per pattern for NPZ files with normalised amplitudes",
     )
     rec.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rec.add_argument(
+        "--ptychodus-product",
+        action="store_true",
+        help="also write OUTPUT_DIR/product.h5 (object, refined probe and positions, losses) "
+        "that ptychodus opens",
+    )
 
     ev = sub.add_parser(
         "evaluate",
@@ -637,6 +663,7 @@ def _infer(args: argparse.Namespace) -> int:
         devices=ExecutionConfig(devices=args.devices).devices, num_workers=args.num_workers,
         inference_batch_size=args.inference_batch_size, n_groups=args.n_groups,
         photons_per_pattern=args.nphotons, progress=False if args.no_progress else None,
+        ptychodus_product=args.ptychodus_product,
     )  # fmt: skip
     print(
         f"reconstructed {args.data} at {result.patterns_per_second:.0f} patterns/s; "
@@ -663,12 +690,12 @@ def _reconstruct(args: argparse.Namespace) -> int:
         convergence_tolerance=args.tolerance,
         seed=args.seed,
     )
-    result = reconstruct_scan(
+    result = reconstruct_file(
         args.data, args.output_dir, model=args.model, train_first=args.train_first,
         train_time_budget_s=args.train_time_budget, refinement=refinement,
         accelerator=args.accelerator, devices=ExecutionConfig(devices=args.devices).devices,
         inference_batch_size=args.inference_batch_size, photons_per_pattern=args.nphotons,
-        progress=False if args.no_progress else None,
+        progress=False if args.no_progress else None, ptychodus_product=args.ptychodus_product,
     )  # fmt: skip
     print(
         f"reconstructed {args.data} ({result.start} start) in {result.timings['total_s']:.1f} s; "
@@ -720,7 +747,6 @@ def _show_package_log() -> None:
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         logger.addHandler(_StderrHandler())
         logger.setLevel(logging.INFO)
-        logger.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:

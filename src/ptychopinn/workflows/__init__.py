@@ -20,13 +20,13 @@ from .evaluation import EvaluationResult, evaluate
 from .example import ExampleResult, run_example
 from .figures import plot_scan_overview
 from .inference import InferenceResult, Reconstruction, infer, predict_object
-from .reconstruction import ReconstructResult, reconstruct
+from .reconstruction import ReconstructResult, reconstruct, reconstruct_scan
 from .simulation import simulate_to_file
 from .training import TrainResult, train
 
 train_model = train  # the CLI's names, beside its own `train` and `infer` parsers
 infer_scan = infer
-reconstruct_scan = reconstruct
+reconstruct_file = reconstruct
 evaluate_reconstruction = evaluate
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "load_model_bundle",
     "predict_object",
     "reconstruct",
+    "reconstruct_file",
     "reconstruct_scan",
     "save_model_bundle",
     "load_run_config",

@@ -25,7 +25,7 @@ from ..models import PINNModule
 from ..physics import PatchStitcher, canvas_shape, probe_weight
 from .bundles import load_model_bundle, resolve_device
 from .evaluation import compare_to_truth
-from .outputs import write_reconstruction
+from .outputs import write_product, write_reconstruction
 from .report import write_report
 
 
@@ -151,11 +151,13 @@ def infer(
     n_groups: int | None = None,
     photons_per_pattern: float | None = None,
     progress: bool | None = None,
+    ptychodus_product: bool = False,
 ) -> InferenceResult:
     """Reconstruct ``data`` with the bundle ``model`` and write every output to ``output_dir``.
 
     Writes ``reconstruction.npz``, ``amplitude.tiff``, ``phase.tiff``, ``amplitude.png``,
-    ``phase.png`` and, when the scan holds a ground-truth object, ``metrics.json``.
+    ``phase.png`` and, when the scan holds a ground-truth object, ``metrics.json``; with
+    ``ptychodus_product`` also ``product.h5`` (see :func:`~ptychopinn.workflows.outputs.write_product`).
     """
     loaded = load_model_bundle(model)
     scan = read_scan(data, photons_per_pattern=photons_per_pattern)
@@ -177,6 +179,8 @@ def infer(
         comparison=comparison,
         title=f"{Path(data).name} with {Path(model).name}",
     )
+    if ptychodus_product:
+        files["product.h5"] = write_product(reconstruction, scan, Path(output_dir) / "product.h5")
     info = {
         "model": os.fspath(model),
         "data": os.fspath(data),

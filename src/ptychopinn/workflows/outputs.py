@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import tifffile  # noqa: E402
 
 from ..evaluation import ObjectComparison  # noqa: E402
-from ..io import atomic_path  # noqa: E402
+from ..io import Scan, atomic_path, write_ptychodus_product  # noqa: E402
 
 if TYPE_CHECKING:
     from .inference import Reconstruction
@@ -141,3 +141,56 @@ def write_loss_curve(
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return files
+
+
+def write_product(
+    reconstruction: Reconstruction,
+    scan: Scan,
+    path: str | os.PathLike,
+    *,
+    probe: np.ndarray | None = None,
+    losses: list[float] | np.ndarray | None = None,
+    name: str | None = None,
+) -> Path:
+    """Write a reconstruction as a ptychodus ``product.h5`` (atomically).
+
+    The object outside the scanned area is 1 (free space), so ptychodus can continue from
+    it. Positions keep the metres of a scan read from ptychodus (its frame origin is in
+    the scan's metadata); other scans put object pixel (0, 0) at 0 m. Scan indexes are
+    the scan's own when they are unique (ptychodus data), else ``0 .. n-1``.
+
+    Raises
+    ------
+    ValueError
+        The scan lacks the photon energy, the detector distance or the pixel size, which a
+        ptychodus product must state.
+    """
+    meta = scan.metadata
+    pixel = reconstruction.pixel_size_m or scan.pixel_size_m()
+    missing = [label for label, value in (("photon energy", meta.energy_ev),
+               ("detector distance", meta.detector_distance_m), ("object pixel size", pixel))
+               if value is None]  # fmt: skip
+    if missing:
+        raise ValueError(
+            f"{scan.source}: a ptychodus product needs the {', '.join(missing)}; the scan does not state it"
+        )
+    indexes = scan.scan_index
+    if indexes is None or len(np.unique(indexes)) != scan.n_patterns:
+        indexes = np.arange(scan.n_patterns)
+    photons = meta.photons_per_pattern or float(scan.total_counts().mean())
+    write_ptychodus_product(
+        path,
+        object=np.where(reconstruction.coverage, reconstruction.object, 1).astype(np.complex64),
+        probe=scan.probe_modes if probe is None else probe,
+        positions=reconstruction.positions,
+        pixel_size_m=pixel,
+        origin_m=(meta.origin_y_m or 0.0, meta.origin_x_m or 0.0),
+        position_indexes=indexes,
+        energy_ev=meta.energy_ev,
+        detector_distance_m=meta.detector_distance_m,
+        probe_photon_count=photons,
+        losses=losses,
+        name=name or Path(scan.source or "ptychopinn").stem,
+        comments="reconstructed with ptychopinn",
+    )
+    return Path(path)

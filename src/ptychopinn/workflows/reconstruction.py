@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..config import load_run_config
 from ..evaluation import ObjectComparison
-from ..io import atomic_path, read_scan
+from ..io import Scan, ScanFileError, atomic_path, detect_format, read_scan, write_scan
 from ..physics import canvas_shape
 from ..refine import (
     RefinementConfig,
@@ -36,7 +37,7 @@ from ..refine import (
 from .bundles import load_model_bundle, resolve_device
 from .evaluation import compare_to_truth
 from .inference import Reconstruction, predict_object
-from .outputs import write_loss_curve, write_reconstruction
+from .outputs import write_loss_curve, write_product, write_reconstruction
 from .report import write_report
 
 
@@ -51,59 +52,35 @@ class ReconstructResult:
     timings: dict[str, float] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     initial_comparison: ObjectComparison | None = None
+    model: str | None = None  # the bundle that gave the starting object
 
 
-def reconstruct(
-    data: str | os.PathLike,
-    output_dir: str | os.PathLike,
+def reconstruct_scan(
+    scan: Scan,
     *,
     model: str | os.PathLike | None = None,
     train_first: bool = False,
     train_time_budget_s: float = 60.0,
+    training_dir: str | os.PathLike | None = None,
     refinement: RefinementConfig | None = None,
     accelerator: str = "auto",
     devices: Any = "auto",
     inference_batch_size: int = 64,
-    photons_per_pattern: float | None = None,
     progress: bool | None = None,
-    log=print,
+    log: Callable[[str], None] = print,
     callback: Callable[[RefinementProgress], None] | None = None,
 ) -> ReconstructResult:
-    """Reconstruct a scan: network prediction (optional), then physics refinement.
+    """Reconstruct a scan in memory (nothing written unless ``train_first`` trains a network).
 
-    Parameters
-    ----------
-    data : path
-        Scan file (NPZ or CXI); loaded into memory (refinement revisits every pattern).
-    output_dir : path
-        Where the outputs go (see :func:`~ptychopinn.workflows.outputs.write_reconstruction`;
-        plus ``probe`` / ``positions_refined`` / ``loss`` in ``reconstruction.npz``,
-        ``loss.json``, ``loss.png``, ``reconstruct.json``).
-    model : path, optional
-        A model bundle whose prediction starts the refinement.
-    train_first : bool
-        Without a model: first train a network on this scan for ``train_time_budget_s``.
-    refinement : RefinementConfig, optional
-    accelerator, devices
-        Where the network and the refinement run (``auto``: a GPU when present).
-    inference_batch_size : int
-        Groups per network forward pass.
-    photons_per_pattern : float, optional
-        For NPZ files holding normalised amplitudes.
-    progress : bool, optional
-        Progress bars (default: on a terminal).
-    log : callable
-        Receives one-line status messages.
-    callback : callable, optional
-        Also called with every epoch's :class:`~ptychopinn.refine.RefinementProgress`.
+    Parameters are those of :func:`reconstruct`, with the scan itself instead of a file and
+    ``training_dir``: where ``train_first`` trains (default: a temporary folder, removed after).
+    The scan is written there as an NPZ file for training when it has no file of its own.
     """
     refinement = refinement if refinement is not None else RefinementConfig()
     if model is not None and train_first:
         raise ValueError("--model and --train-first exclude each other: a model is already trained")
     started = time.perf_counter()
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    scan = read_scan(data, photons_per_pattern=photons_per_pattern).load()
+    scan = scan.load()
     device = resolve_device(accelerator, devices)
     size = scan.pattern_size
     shape = (
@@ -113,39 +90,33 @@ def reconstruct(
 
     start = "constant"
     bundle = Path(model) if model is not None else None
-    if train_first:
-        from .training import train
-
-        t0 = time.perf_counter()
-        log(f"training a network on the scan for {train_time_budget_s:.0f} s")
-        run = load_run_config(overrides={
-            "data": {"train_data": os.fspath(data), "photons_per_pattern": photons_per_pattern},
-            "training": {"epochs": 10_000, "time_budget_s": train_time_budget_s},
-            "execution": {"accelerator": accelerator, "seed": refinement.seed,
-                          "progress_bar": bool(progress) if progress is not None else False},
-        })  # fmt: skip
-        bundle = train(run, out / "training").bundle
-        timings["training_s"] = time.perf_counter() - t0
-        start = "trained"
-    initial = None
-    initial_comparison = None
-    if bundle is not None:
-        t0 = time.perf_counter()
-        loaded = load_model_bundle(bundle)
-        if start == "constant":
-            start = "model"
-        predicted = predict_object(
-            loaded.module, scan, gridsize=loaded.gridsize, batch_size=inference_batch_size, device=device,
-            seed=refinement.seed, progress=progress,
-        )  # fmt: skip
-        flat = constant_object(shape, torch.from_numpy(scan.diffraction), torch.from_numpy(scan.probe_modes))
-        initial = np.where(predicted.coverage, predicted.object, flat.numpy())
-        timings["network_s"] = time.perf_counter() - t0
-        initial_comparison = compare_to_truth(
-            predicted.object, scan.object, predicted.weight_sum, pixel_size_m=scan.pixel_size_m()
-        )
-        log(f"network prediction from {bundle} in {timings['network_s']:.2f} s")
-    elif scan.object is not None:
+    with tempfile.TemporaryDirectory(prefix="ptychopinn-train-") as scratch:
+        if train_first:
+            bundle = _train_on(scan, Path(training_dir or scratch), train_time_budget_s, accelerator,
+                               refinement.seed, progress, log)  # fmt: skip
+            timings["training_s"] = time.perf_counter() - started
+            start = "trained"
+        initial = None
+        initial_comparison = None
+        if bundle is not None:
+            t0 = time.perf_counter()
+            loaded = load_model_bundle(bundle)
+            if start == "constant":
+                start = "model"
+            predicted = predict_object(
+                loaded.module, scan, gridsize=loaded.gridsize, batch_size=inference_batch_size, device=device,
+                seed=refinement.seed, progress=progress,
+            )  # fmt: skip
+            flat = constant_object(
+                shape, torch.from_numpy(scan.diffraction), torch.from_numpy(scan.probe_modes)
+            )
+            initial = np.where(predicted.coverage, predicted.object, flat.numpy())
+            timings["network_s"] = time.perf_counter() - t0
+            initial_comparison = compare_to_truth(
+                predicted.object, scan.object, predicted.weight_sum, pixel_size_m=scan.pixel_size_m()
+            )
+            log(f"network prediction from {bundle.name} in {timings['network_s']:.2f} s")
+    if initial is None and scan.object is not None:
         initial = constant_object(
             shape, torch.from_numpy(scan.diffraction), torch.from_numpy(scan.probe_modes)
         )
@@ -175,7 +146,6 @@ def reconstruct(
     log(
         f"refined for {refined.epochs} epoch(s) in {refined.elapsed_s:.1f} s (stopped: {refined.stop_reason})"
     )
-
     coverage = refined.coverage
     obj = np.where(coverage, refined.object, 0).astype(np.complex64)
     result_object = Reconstruction(
@@ -184,8 +154,110 @@ def reconstruct(
     )  # fmt: skip
     comparison = compare_to_truth(obj, scan.object, refined.illumination, pixel_size_m=scan.pixel_size_m())
     timings["total_s"] = time.perf_counter() - started
+    return ReconstructResult(
+        reconstruction=result_object, refinement=refined, comparison=comparison, start=start,
+        timings=timings, initial_comparison=initial_comparison, model=os.fspath(bundle) if bundle else None,
+    )  # fmt: skip
+
+
+def detect_format_or_none(path: str | os.PathLike) -> str | None:
+    try:
+        return detect_format(path)
+    except ScanFileError:
+        return None
+
+
+def _train_on(
+    scan: Scan,
+    out: Path,
+    budget_s: float,
+    accelerator: str,
+    seed: int,
+    progress: bool | None,
+    log: Callable[[str], None],
+) -> Path:
+    """Train a network on ``scan`` for ``budget_s`` seconds in ``out``; return its bundle."""
+    from .training import train
+
+    out.mkdir(parents=True, exist_ok=True)
+    data = scan.source
+    if data is None or detect_format_or_none(data) is None:
+        data = os.fspath(out / "scan.npz")
+        write_scan(scan, data)
+    log(f"training a network on the scan for {budget_s:.0f} s")
+    run = load_run_config(overrides={
+        "data": {"train_data": os.fspath(data),
+                 "photons_per_pattern": scan.metadata.photons_per_pattern},
+        "training": {"epochs": 10_000, "time_budget_s": budget_s},
+        "execution": {"accelerator": accelerator, "seed": seed,
+                      "progress_bar": bool(progress) if progress is not None else False},
+    })  # fmt: skip
+    return train(run, out).bundle
+
+
+def reconstruct(
+    data: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    model: str | os.PathLike | None = None,
+    train_first: bool = False,
+    train_time_budget_s: float = 60.0,
+    refinement: RefinementConfig | None = None,
+    accelerator: str = "auto",
+    devices: Any = "auto",
+    inference_batch_size: int = 64,
+    photons_per_pattern: float | None = None,
+    progress: bool | None = None,
+    ptychodus_product: bool = False,
+    log: Callable[[str], None] = print,
+    callback: Callable[[RefinementProgress], None] | None = None,
+) -> ReconstructResult:
+    """Reconstruct a scan: network prediction (optional), then physics refinement.
+
+    Parameters
+    ----------
+    data : path
+        Scan file (NPZ or CXI) or ptychodus' layout; loaded into memory (refinement revisits
+        every pattern).
+    output_dir : path
+        Where the outputs go (see :func:`~ptychopinn.workflows.outputs.write_reconstruction`;
+        plus ``probe`` / ``positions_refined`` / ``loss`` in ``reconstruction.npz``,
+        ``loss.json``, ``loss.png``, ``reconstruct.json``).
+    model : path, optional
+        A model bundle whose prediction starts the refinement.
+    train_first : bool
+        Without a model: first train a network on this scan for ``train_time_budget_s``
+        (in ``output_dir/training``).
+    refinement : RefinementConfig, optional
+    accelerator, devices
+        Where the network and the refinement run (``auto``: a GPU when present).
+    inference_batch_size : int
+        Groups per network forward pass.
+    photons_per_pattern : float, optional
+        For NPZ files holding normalised amplitudes.
+    progress : bool, optional
+        Progress bars (default: on a terminal).
+    ptychodus_product : bool
+        Also write ``product.h5``, a ptychodus product (object, refined probe and positions,
+        metadata, loss history) that ptychodus opens.
+    log : callable
+        Receives one-line status messages.
+    callback : callable, optional
+        Also called with every epoch's :class:`~ptychopinn.refine.RefinementProgress`.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scan = read_scan(data, photons_per_pattern=photons_per_pattern)
+    result = reconstruct_scan(
+        scan, model=model, train_first=train_first, train_time_budget_s=train_time_budget_s,
+        training_dir=out / "training", refinement=refinement, accelerator=accelerator, devices=devices,
+        inference_batch_size=inference_batch_size, progress=progress, log=log, callback=callback,
+    )  # fmt: skip
+    refinement = refinement if refinement is not None else RefinementConfig()
+    refined, comparison, start = result.refinement, result.comparison, result.start
+    initial_comparison, timings = result.initial_comparison, result.timings
     files = write_reconstruction(
-        result_object, out, comparison=comparison, title=f"{Path(data).name} ({start} start, refined)",
+        result.reconstruction, out, comparison=comparison, title=f"{Path(data).name} ({start} start)",
         extra_arrays={
             "probe": refined.probe,
             "positions_initial": scan.positions,
@@ -193,14 +265,18 @@ def reconstruct(
             "loss": np.asarray(refined.loss_history, dtype=np.float64),
         },
     )  # fmt: skip
+    if ptychodus_product:
+        files["product.h5"] = write_product(
+            result.reconstruction, scan, out / "product.h5", probe=refined.probe, losses=refined.loss_history
+        )
     ylabel = "Poisson deviance per pixel" if refinement.loss == "poisson" else "amplitude MAE"
     curve = write_loss_curve(refined.loss_history, out / "loss", title="physics refinement", ylabel=ylabel)
     files["loss.json"], files["loss.png"] = curve["json"], curve["png"]
     summary = {
         "data": os.fspath(data),
-        "model": os.fspath(bundle) if bundle else None,
+        "model": result.model,
         "start": start,
-        "device": str(device),
+        "device": str(resolve_device(accelerator, devices)),
         "refinement": dataclasses.asdict(refinement),
         "epochs": refined.epochs,
         "stop_reason": refined.stop_reason,
@@ -227,7 +303,5 @@ def reconstruct(
         config={"refinement": dataclasses.asdict(refinement)},
         details={k: v for k, v in summary.items() if not k.startswith(("refinement", "metrics"))},
     )  # fmt: skip
-    return ReconstructResult(
-        reconstruction=result_object, refinement=refined, comparison=comparison, start=start,
-        timings=timings, files=files, initial_comparison=initial_comparison,
-    )  # fmt: skip
+    result.files = files
+    return result

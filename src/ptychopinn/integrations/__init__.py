@@ -1,0 +1,1 @@
+"""Adapters that let other applications drive ptychopinn (they depend on workflows only)."""
