@@ -283,3 +283,35 @@ def test_reconstruct_can_train_a_network_first(tmp_path):
     assert result.initial_comparison is not None and result.timings["training_s"] > 0
     with pytest.raises(ValueError, match="exclude each other"):
         reconstruct(data, tmp_path / "x", model=tmp_path / "rec" / "training" / "model.zip", train_first=True)
+
+
+def test_embedded_api_takes_metres_and_returns_the_object_in_the_same_frame():
+    from ptychopinn.workflows.embedded import reconstruct_arrays
+
+    truth = simulate_scan(
+        SimulationConfig(pattern_size=16, n_positions=36, step_px=3.0, object_kind="grf", seed=4)
+    )
+    dx = truth.pixel_size_m()
+    x_m = 5e-6 + dx * truth.positions[:, 1]
+    y_m = -2e-6 + dx * truth.positions[:, 0]
+    bad = np.zeros((16, 16), bool)
+    bad[2, 9] = True
+    garbage = truth.get_patterns().copy()
+    garbage[:, 2, 9] = 1e9  # a hot pixel: must be left out, not fitted
+    steps = []
+    config = RefinementConfig(epochs=6, seed=1)
+    kwargs = dict(x_m=x_m, y_m=y_m, probe=truth.probe, pixel_size_m=dx, bad_pixels=bad, refinement=config)
+    result = reconstruct_arrays(garbage, **kwargs, accelerator="cpu", callback=steps.append)
+    assert [s.epoch for s in steps] == list(range(6)) and len(result.losses) == 6
+    clean = reconstruct_arrays(truth.get_patterns(), **kwargs, accelerator="cpu")
+    np.testing.assert_array_equal(result.object, clean.object)
+    np.testing.assert_allclose(result.x_m, x_m, rtol=0, atol=1e-18)
+    np.testing.assert_allclose(result.y_m, y_m, rtol=0, atol=1e-18)
+    # every position maps into the scanned area, with ptychodus' centre convention
+    height, width = result.object.shape
+    cols = (result.x_m - result.center_m[0]) / dx + (width - 1) / 2
+    rows = (result.y_m - result.center_m[1]) / dx + (height - 1) / 2
+    assert result.coverage[np.rint(rows).astype(int), np.rint(cols).astype(int)].all()
+    assert (result.object[~result.coverage] == 1).all()
+    with pytest.raises(ValueError, match="one per pattern"):
+        reconstruct_arrays(garbage, **{**kwargs, "x_m": x_m[:-1]})
