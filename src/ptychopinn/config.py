@@ -203,11 +203,18 @@ class TrainingConfig(_Section):
         Learning rate of the probe when it is trainable; None: the network's.
     weight_decay : float
         Adam(W) weight decay of the network.
+    max_steps : int or None
+        Stop after this many optimiser steps (Lightning's ``max_steps``); None: no step limit.
+    init_from : str or None
+        A model bundle whose network weights start the training (fine-tuning a pretrained
+        model); its architecture (``model`` section) replaces the configured one.
     """
 
     _section = "training"
     epochs: int = 50
     time_budget_s: float | None = None
+    max_steps: int | None = None
+    init_from: str | None = None
     loss: str = "poisson"
     mae_weight: float = 1.0
     probe_learning_rate: float | None = None
@@ -220,6 +227,9 @@ class TrainingConfig(_Section):
         self._float("mae_weight", 0.0)
         self._float("probe_learning_rate", 0.0, strict=True, optional=True)
         self._float("weight_decay", 0.0)
+        self._int("max_steps", 1, optional=True)
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
+            self._fail("init_from", "must be the path of a model bundle")
 
 
 @dataclass(frozen=True)

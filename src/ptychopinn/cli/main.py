@@ -27,7 +27,9 @@ from ..workflows import (
     SCHEDULERS,
     STRATEGIES,
     BundleError,
+    CorpusConfig,
     ExecutionConfig,
+    PretrainConfig,
     RefinementConfig,
     ScanFileError,
     ScanValidationError,
@@ -36,6 +38,7 @@ from ..workflows import (
     infer_scan,
     inspect_file,
     load_run_config,
+    pretrain_model,
     reconstruct_file,
     run_example,
     simulate_to_file,
@@ -216,10 +219,11 @@ def _simulation_config(args: argparse.Namespace) -> SimulationConfig:
     return SimulationConfig(**{name: getattr(args, name) for name in _SIMULATION_FIELDS})
 
 
-def _add_train_options(parser: argparse.ArgumentParser) -> None:
+def _add_train_options(parser: argparse.ArgumentParser, *, scan_data: bool = True) -> None:
     """Flags of ``train``; each dest is ``section__field`` of :class:`RunConfig`.
 
     Every default is None (= not given), so that defaults < --config file < flags.
+    ``scan_data=False`` (``pretrain``) leaves out the flags about scan files and grouping.
     """
     bool_flag = argparse.BooleanOptionalAction
 
@@ -231,20 +235,21 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     # fmt: off
 
     data = parser.add_argument_group("data")
-    add(data, "--train-data", "--train_data_file", "--train-data-file", dest="data__train_data",
-        metavar="FILE", help="training scan (NPZ, CXI, or a ptychodus directory)")
-    add(data, "--test-data", "--test_data_file", "--test-data-file", dest="data__test_data",
-        metavar="FILE", help="validation scan (optional)")
     add(data, "--gridsize", dest="data__gridsize", type=_positive_int,
         help="g: groups of C = g^2 neighbouring positions (default 1)")
-    add(data, "--n-groups", "--n_groups", "--n-images", "--n_images", dest="data__n_groups",
-        type=_positive_int, help="groups per scan (default: one per position)")
-    add(data, "--k-neighbors", dest="data__k_neighbors", type=_positive_int,
-        help="neighbourhood size K for grouping (default 2C - 1)")
-    add(data, "--val-fraction", dest="data__val_fraction", type=_non_negative_float,
-        help="without --test-data, fraction of positions held out for validation (default 0)")
-    add(data, "--nphotons", dest="data__photons_per_pattern", type=_positive_float,
-        help="photons per pattern for NPZ files with normalised amplitudes")
+    if scan_data:
+        add(data, "--train-data", "--train_data_file", "--train-data-file", dest="data__train_data",
+            metavar="FILE", help="training scan (NPZ, CXI, or a ptychodus directory)")
+        add(data, "--test-data", "--test_data_file", "--test-data-file", dest="data__test_data",
+            metavar="FILE", help="validation scan (optional)")
+        add(data, "--n-groups", "--n_groups", "--n-images", "--n_images", dest="data__n_groups",
+            type=_positive_int, help="groups per scan (default: one per position)")
+        add(data, "--k-neighbors", dest="data__k_neighbors", type=_positive_int,
+            help="neighbourhood size K for grouping (default 2C - 1)")
+        add(data, "--val-fraction", dest="data__val_fraction", type=_non_negative_float,
+            help="without --test-data, fraction of positions held out for validation (default 0)")
+        add(data, "--nphotons", dest="data__photons_per_pattern", type=_positive_float,
+            help="photons per pattern for NPZ files with normalised amplitudes")
 
     model = parser.add_argument_group("model")
     add(model, "--generator", dest="model__generator", choices=GENERATOR_NAMES,
@@ -264,7 +269,12 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         type=_positive_int, help="maximum epochs (default 50)")
     add(training, "--time-budget", dest="training__time_budget_s", type=_positive_float,
         metavar="SECONDS", help="stop training after this many seconds")
+    add(training, "--max-steps", dest="training__max_steps", type=_positive_int,
+        help="stop after this many optimiser steps")
     add(training, "--loss", dest="training__loss", choices=LOSSES, help="loss (default poisson)")
+    if scan_data:
+        add(training, "--init-from", dest="training__init_from", metavar="BUNDLE",
+            help="start from a (pretrained) model bundle's network weights; its architecture is used")
     add(training, "--mae-weight", dest="training__mae_weight", type=_non_negative_float,
         help="weight of the amplitude MAE in poisson+mae")
 
@@ -381,6 +391,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue from a checkpoint; 'last': OUTPUT_DIR/checkpoints/last.ckpt; 'auto': it, if present",
     )
     _add_train_options(train)
+
+    pre = sub.add_parser(
+        "pretrain",
+        help="pretrain a network for a probe on a corpus simulated on the fly",
+        description="Train one network per beamline set-up: many simulated objects (classes, "
+        "phase ranges, absorption, photon counts, scan steps) through the given probe, never "
+        "written to disk; validation on a fixed held-out set; the usual bundle at the end. "
+        "One epoch is --samples-per-epoch items; stop with --epochs, --time-budget or --max-steps. "
+        "The loss defaults to supervised (the corpus knows its objects).",
+    )
+    pre.add_argument("--probe", required=True,
+                     help="a simulator probe (focused, gaussian) or a file holding one: scan (NPZ, CXI, "
+                          "ptychodus directory), ptychodus product.h5, .npy")  # fmt: skip
+    pre.add_argument("--output-dir", required=True, help="folder for all outputs")
+    pre.add_argument("--config", help="YAML or JSON file with model/training/execution sections")
+    pre.add_argument("--resume", metavar="PATH", help="continue from a checkpoint (like train)")
+    corpus = pre.add_argument_group("corpus")
+    d = CorpusConfig()
+    corpus.add_argument("--pattern-size", "-N", type=_positive_int, default=64,
+                        help="N for simulator probes (default 64; a file's probe sets its own)")  # fmt: skip
+    corpus.add_argument("--samples-per-epoch", type=_positive_int, default=d.samples_per_epoch,
+                        help=f"items per epoch (default {d.samples_per_epoch})")  # fmt: skip
+    corpus.add_argument("--validation-items", type=int, default=256,
+                        help="fixed held-out items (default 256; 0: no validation)")  # fmt: skip
+    corpus.add_argument("--object-kinds", nargs="+", choices=OBJECT_KINDS, default=list(d.object_kinds),
+                        help="object classes drawn from (default: all)")  # fmt: skip
+    ranges = (("--photons", "photons"), ("--phase-range", "phase_range"),
+              ("--amplitude-min", "amplitude_min"), ("--step-fraction", "step_fraction"))  # fmt: skip
+    for flag, name in ranges:
+        low, high = getattr(d, name)
+        corpus.add_argument(flag, dest=f"corpus_{name}", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                            default=[low, high],
+                            help=f"range of {name.replace('_', ' ')} (default {low:g} {high:g})")  # fmt: skip
+    corpus.add_argument("--corpus-seed", type=int, default=d.seed,
+                        help="fixes every simulated item (default 0)")  # fmt: skip
+    _add_train_options(pre, scan_data=False)
 
     infer = sub.add_parser(
         "infer",
@@ -723,9 +769,37 @@ def _example(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _pretrain(args: argparse.Namespace) -> int:
+    overrides = train_overrides(args)
+    overrides.setdefault("training", {}).setdefault("loss", "supervised")
+    run = load_run_config(args.config, overrides)
+    config = PretrainConfig(
+        probe=args.probe,
+        pattern_size=args.pattern_size,
+        validation_items=args.validation_items,
+        corpus=CorpusConfig(
+            object_kinds=tuple(args.object_kinds),
+            photons=tuple(args.corpus_photons),
+            phase_range=tuple(args.corpus_phase_range),
+            amplitude_min=tuple(args.corpus_amplitude_min),
+            step_fraction=tuple(args.corpus_step_fraction),
+            samples_per_epoch=args.samples_per_epoch,
+            seed=args.corpus_seed,
+        ),
+    )
+    summary = pretrain_model(config, run, args.output_dir, resume=args.resume).summary
+    print(
+        f"pretrained {summary['epochs_completed']} epoch(s), {summary['global_steps']} step(s), "
+        f"{summary['items_seen']} simulated items in {summary['wall_time_s']:.1f} s; "
+        f"bundle {summary.get('bundle')}"
+    )
+    return 0
+
+
 _COMMANDS = {
     "simulate": _simulate,
     "inspect": _inspect,
+    "pretrain": _pretrain,
     "train": _train,
     "infer": _infer,
     "reconstruct": _reconstruct,

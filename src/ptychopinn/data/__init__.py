@@ -1,9 +1,13 @@
-"""Training data: grouping positions into solution regions, datasets, normalisation."""
+"""Training data: grouping positions into solution regions, datasets, normalisation, the corpus."""
 
+from .corpus import CorpusConfig, CorpusSampler, SimulatedCorpus
 from .dataset import GroupedDiffraction, input_scale, make_dataloader
 from .grouping import Groups, group_positions, split_positions
 
 __all__ = [
+    "CorpusConfig",
+    "CorpusSampler",
+    "SimulatedCorpus",
     "GroupedDiffraction",
     "Groups",
     "group_positions",

@@ -48,6 +48,10 @@ class PINNModule(L.LightningModule):
         Metric a ``plateau`` scheduler watches.
     input_scale : float
         The frozen normalisation constant c (stored with the weights).
+    input_normalisation : {"frozen", "per_scan"}
+        ``frozen``: inputs are scaled by ``input_scale`` (a model trained on one set of
+        scans); ``per_scan``: by each scan's own c (a pretrained model that meets any photon
+        count).
     probe : torch.Tensor, optional
         Initial complex probe ``(M, N, N)``; None when loading from a checkpoint.
     mask : torch.Tensor, optional
@@ -65,11 +69,16 @@ class PINNModule(L.LightningModule):
         scheduler: str = "none",
         monitor: str = "train_loss",
         input_scale: float = 1.0,
+        input_normalisation: str = "frozen",
         probe: torch.Tensor | None = None,
         mask: torch.Tensor | None = None,
         has_mask: bool | None = None,
     ):
         super().__init__()
+        if input_normalisation not in ("frozen", "per_scan"):
+            raise ValueError(
+                f"input_normalisation must be 'frozen' or 'per_scan', got {input_normalisation!r}"
+            )
         has_mask = mask is not None if has_mask is None else has_mask
         self.save_hyperparameters(ignore=["probe", "mask"])
         self.hparams["has_mask"] = has_mask
@@ -92,6 +101,8 @@ class PINNModule(L.LightningModule):
 
     def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         patches, expected = self(batch["x"], batch["offsets"])
+        if "intensity_scale" in batch:  # corpus items: each at its own photon count
+            expected = expected * batch["intensity_scale"].to(expected.dtype).view(-1, 1, 1, 1)
         counts = batch["counts"].float()
         kind = self.training_config.loss
         parts: dict[str, torch.Tensor] = {}

@@ -12,6 +12,7 @@ from ..config import (
     RunConfig,
     load_run_config,
 )
+from ..data import CorpusConfig
 from ..io import BundleError, FileReport, ScanFileError, ScanValidationError, inspect_file
 from ..refine import OPTIMIZERS, REFINE_LOSSES, RefinementConfig, RefinementResult
 from ..simulate import OBJECT_KINDS, PROBE_KINDS, SCAN_KINDS, SimulationConfig
@@ -20,11 +21,13 @@ from .evaluation import EvaluationResult, evaluate
 from .example import ExampleResult, run_example
 from .figures import plot_scan_overview
 from .inference import InferenceResult, Reconstruction, infer, predict_object
+from .pretraining import PretrainConfig, pretrain
 from .reconstruction import ReconstructResult, reconstruct, reconstruct_scan
 from .simulation import simulate_to_file
 from .training import TrainResult, train
 
 train_model = train  # the CLI's names, beside its own `train` and `infer` parsers
+pretrain_model = pretrain
 infer_scan = infer
 reconstruct_file = reconstruct
 evaluate_reconstruction = evaluate
@@ -43,6 +46,8 @@ __all__ = [
     "SCHEDULERS",
     "STRATEGIES",
     "BundleError",
+    "CorpusConfig",
+    "PretrainConfig",
     "EvaluationResult",
     "ExampleResult",
     "ExecutionConfig",
@@ -65,6 +70,8 @@ __all__ = [
     "inspect_file",
     "load_model_bundle",
     "predict_object",
+    "pretrain",
+    "pretrain_model",
     "reconstruct",
     "reconstruct_file",
     "reconstruct_scan",

@@ -49,6 +49,7 @@ def save_model_bundle(module: PINNModule, path: str | os.PathLike, config: RunCo
         "channels": int(hp.channels),
         "probe_modes": int(hp.probe_modes),
         "input_scale": float(module.input_scale),
+        "input_normalisation": str(hp.get("input_normalisation", "frozen")),
         "has_mask": bool(module.mask is not None),
         "probe_key": "net.forward_model.probe_real",
         **facts,
@@ -77,6 +78,7 @@ def load_model_bundle(path: str | os.PathLike) -> LoadedModel:
             learning_rate=config.execution.learning_rate,
             scheduler=config.execution.scheduler,
             input_scale=float(manifest["input_scale"]),
+            input_normalisation=str(manifest.get("input_normalisation", "frozen")),
             has_mask=bool(manifest["has_mask"]),
         )
         module.load_state_dict(tensors, strict=True)

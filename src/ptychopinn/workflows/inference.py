@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import GroupedDiffraction, group_positions, make_dataloader
+from ..data import GroupedDiffraction, group_positions, input_scale, make_dataloader
 from ..evaluation import ObjectComparison
 from ..io import Scan, atomic_path, read_scan
 from ..models import PINNModule
@@ -72,7 +72,8 @@ def predict_object(
     Parameters
     ----------
     module : PINNModule
-        Trained network (its frozen input scale is used, never recomputed).
+        Trained network. Its frozen input scale is used, never recomputed, unless it was
+        pretrained for any scan (``input_normalisation="per_scan"``): then the scan's own.
     scan : Scan
         Patterns to reconstruct (read lazily when the scan is lazy).
     gridsize : int
@@ -94,7 +95,9 @@ def predict_object(
         raise ValueError(f"{scan.source}: patterns are {scan.pattern_size} pixels, the model expects {size}")
     device = torch.device(device)
     groups = group_positions(scan.positions, gridsize, n_groups, None, seed)
-    dataset = GroupedDiffraction(scan, groups, float(module.input_scale))
+    per_scan = module.hparams.get("input_normalisation", "frozen") == "per_scan"
+    scale = input_scale(scan) if per_scan else float(module.input_scale)
+    dataset = GroupedDiffraction(scan, groups, scale)
     loader = make_dataloader(
         dataset,
         batch_size=batch_size,

@@ -33,7 +33,7 @@ from ..data import (
 )
 from ..io import Scan, atomic_path, read_scan
 from ..models import PINNModule
-from .bundles import save_model_bundle
+from .bundles import load_model_bundle, save_model_bundle
 from .report import training_curves, write_report
 from .signals import GracefulStop
 
@@ -188,6 +188,26 @@ def build_logger(execution: ExecutionConfig, output_dir: Path):
     raise ValueError(f"unknown logger {kind!r}")  # guarded by ExecutionConfig
 
 
+def with_architecture_of(config: RunConfig, pretrained: Any) -> RunConfig:
+    """``config`` with the network architecture (model section) of a pretrained bundle.
+
+    Raises
+    ------
+    ValueError
+        The bundle was trained with another gridsize.
+    """
+    if pretrained.gridsize != config.data.gridsize:
+        raise ValueError(
+            f"training.init_from = {config.training.init_from}: the model was trained with gridsize "
+            f"{pretrained.gridsize}, this run asks for {config.data.gridsize} (--gridsize)"
+        )
+    architecture = pretrained.config.to_dict()["model"]
+    own = config.to_dict()["model"]
+    for name in ("probe_trainable", "probe_calibration"):  # about the data, not the network
+        architecture[name] = own[name]
+    return config.updated({"model": architecture}, source=f"{config.training.init_from}: model")
+
+
 def build_trainer(
     execution: ExecutionConfig, training: TrainingConfig, output_dir: Path, has_validation: bool
 ) -> L.Trainer:
@@ -219,6 +239,7 @@ def build_trainer(
         accumulate_grad_batches=execution.accumulate_grad_batches,
         max_epochs=training.epochs,
         max_time=timedelta(seconds=training.time_budget_s) if training.time_budget_s else None,
+        max_steps=training.max_steps if training.max_steps is not None else -1,
         logger=build_logger(execution, output_dir),
         enable_progress_bar=execution.progress_bar,
         enable_model_summary=execution.progress_bar,
@@ -253,6 +274,10 @@ def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | Non
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    pretrained = None
+    if config.training.init_from is not None:
+        pretrained = load_model_bundle(config.training.init_from)
+        config = with_architecture_of(config, pretrained)
     execution = config.execution
     resume_path = _resolve_resume(resume, output_dir)
     write_text_atomic(output_dir / "config.yaml", config.to_yaml())
@@ -276,6 +301,14 @@ def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | Non
         probe=torch.from_numpy(data.probe),
         mask=None if scan.mask is None else torch.from_numpy(scan.mask),
     )
+    if pretrained is not None:
+        if pretrained.pattern_size != scan.pattern_size:
+            raise ValueError(
+                f"training.init_from = {config.training.init_from}: the model takes "
+                f"{pretrained.pattern_size}-pixel patterns, the training scan has {scan.pattern_size}"
+            )
+        module.net.generator.load_state_dict(pretrained.module.net.generator.state_dict())
+        log.info("network weights from %s", config.training.init_from)
     loader_options = dict(
         batch_size=execution.batch_size,
         num_workers=execution.num_workers,

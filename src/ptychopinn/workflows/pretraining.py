@@ -1,0 +1,198 @@
+"""Workflow: pretrain one network per beamline set-up (``ptychopinn pretrain``).
+
+The network is trained on a corpus simulated on the fly through the set-up's probe
+(:class:`~ptychopinn.data.SimulatedCorpus`: many object classes, phase ranges, absorptions,
+photon counts and scan steps), validated on a fixed held-out set of simulated items, and
+saved as the usual bundle. Its inputs are normalised per scan, so it reconstructs scans at
+any photon count in one pass (``infer``), starts ``reconstruct``, or is fine-tuned on a
+user's scans with ``train --init-from``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import RunConfig
+from ..data import CorpusConfig, CorpusSampler, SimulatedCorpus
+from ..io import ScanFileError, read_ptychodus_product, read_scan
+from ..io.ptychodus import hdf5_kind
+from ..models import PINNModule
+from ..simulate import PROBE_KINDS, SimulationConfig
+from ..simulate.probes import probe_from_file
+from ..simulate.simulator import make_probe
+from .bundles import save_model_bundle
+from .report import training_curves, write_report
+from .training import TrainResult, _resolve_resume, build_trainer, log, write_text_atomic
+
+#: Held-out items are drawn from this far into the corpus: never reached by training.
+VALIDATION_BASE = 2**61
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """What to pretrain for.
+
+    Attributes
+    ----------
+    probe : str
+        A simulator probe (``focused``, ``gaussian``, at ``pattern_size`` and the simulator's
+        default geometry) or a file holding one: a scan (NPZ, CXI, ptychodus directory), a
+        ptychodus ``product.h5``, or a ``.npy``.
+    pattern_size : int
+        N for simulator probes (a file's probe sets its own).
+    corpus : CorpusConfig
+        What the on-the-fly corpus draws from.
+    validation_items : int
+        Size of the fixed held-out set (same distribution, items never used in training).
+    """
+
+    probe: str = "focused"
+    pattern_size: int = 64
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    validation_items: int = 256
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.pattern_size, int) and self.pattern_size >= 2 and self.pattern_size % 2 == 0):
+            raise ValueError(f"pretrain.pattern_size = {self.pattern_size!r}: must be an even integer >= 2")
+        if not (isinstance(self.validation_items, int) and self.validation_items >= 0):
+            raise ValueError(f"pretrain.validation_items = {self.validation_items!r}: must be >= 0")
+
+
+def resolve_probe(spec: str, pattern_size: int = 64) -> np.ndarray:
+    """The probe named by ``spec`` as complex64 ``(modes, N, N)`` (see :class:`PretrainConfig`)."""
+    if spec in PROBE_KINDS:
+        return make_probe(SimulationConfig(pattern_size=pattern_size, probe=spec))[None]
+    path = Path(spec)
+    if not path.exists():
+        raise ScanFileError(
+            f"no such file, and not a simulator probe ({', '.join(PROBE_KINDS)})", source=os.fspath(path)
+        )
+    if path.is_file() and path.suffix.lower() in (".h5", ".hdf5") and hdf5_kind(path) == "ptychodus-product":
+        probe = read_ptychodus_product(path).probe
+        probe = probe[0] if probe.ndim == 4 else probe
+        return np.asarray(probe if probe.ndim == 3 else probe[None], dtype=np.complex64)
+    if path.is_dir() or path.suffix.lower() in (".npz", ".cxi", ".h5", ".hdf5"):
+        try:
+            return read_scan(path).probe_modes.astype(np.complex64)
+        except ScanFileError:
+            if path.is_dir():
+                raise
+    probe = probe_from_file(path)
+    return np.asarray(probe if probe.ndim == 3 else probe[None], dtype=np.complex64)
+
+
+def build_corpus_loaders(
+    probe: np.ndarray, pretrain: PretrainConfig, run: RunConfig, *, with_truth: bool
+) -> tuple[DataLoader, DataLoader | None]:
+    """The training loader (fresh items every epoch) and the fixed validation loader."""
+    execution = run.execution
+    corpus = dataclasses.replace(pretrain.corpus, gridsize=run.data.gridsize)
+    dataset = SimulatedCorpus(probe, corpus, with_truth=with_truth)
+    options = dict(
+        batch_size=execution.batch_size,
+        num_workers=execution.num_workers,
+        pin_memory=execution.pin_memory,
+        persistent_workers=execution.num_workers > 0,
+    )
+    train_loader = DataLoader(dataset, sampler=CorpusSampler(corpus.samples_per_epoch), **options)
+    if pretrain.validation_items == 0:
+        return train_loader, None
+    held_out = range(VALIDATION_BASE, VALIDATION_BASE + pretrain.validation_items)
+    return train_loader, DataLoader(dataset, sampler=list(held_out), **options)
+
+
+def pretrain(
+    pretrain_config: PretrainConfig,
+    run: RunConfig,
+    output_dir: str | Path,
+    *,
+    resume: str | Path | None = None,
+) -> TrainResult:
+    """Pretrain a network on the simulated corpus; outputs go to ``output_dir``.
+
+    ``run`` carries the model, training (loss, epochs, ``time_budget_s``, ``max_steps``) and
+    execution options of ``train``; one epoch is ``corpus.samples_per_epoch`` items. Writes
+    ``config.yaml``, ``pretrain.json`` (the corpus and probe), checkpoints, logs,
+    ``training_summary.json``, ``report.html`` and the bundle ``model.zip`` (its manifest
+    records the corpus, the probe and the budget).
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    execution = run.execution
+    resume_path = _resolve_resume(resume, output_dir)
+    probe = resolve_probe(pretrain_config.probe, pretrain_config.pattern_size)
+    size = int(probe.shape[-1])
+    write_text_atomic(output_dir / "config.yaml", run.to_yaml())
+    described = {**asdict(pretrain_config), "pattern_size": size}
+    write_text_atomic(output_dir / "pretrain.json", json.dumps(described, indent=2))
+    L.seed_everything(execution.seed, workers=True, verbose=False)
+
+    supervised = run.training.loss == "supervised"
+    train_loader, val_loader = build_corpus_loaders(probe, pretrain_config, run, with_truth=supervised)
+    has_validation = val_loader is not None
+    module = PINNModule(
+        model=asdict(run.model),
+        training=asdict(run.training),
+        channels=run.data.channels,
+        size=size,
+        probe_modes=probe.shape[0],
+        learning_rate=execution.learning_rate,
+        scheduler=execution.scheduler,
+        monitor=execution.resolved_monitor(has_validation),
+        input_scale=1.0,
+        input_normalisation="per_scan",
+        probe=torch.from_numpy(probe),
+    )
+    trainer = build_trainer(execution, run.training, output_dir, has_validation)
+    started = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume_path)
+    elapsed = time.perf_counter() - started
+
+    metrics = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1
+    }
+    summary: dict[str, Any] = {
+        "pretrained": True,
+        "probe": pretrain_config.probe,
+        "epochs_completed": trainer.current_epoch,
+        "global_steps": trainer.global_step,
+        "items_seen": trainer.global_step * execution.batch_size * execution.accumulate_grad_batches,
+        "wall_time_s": elapsed,
+        "metrics": metrics,
+    }
+    bundle = output_dir / "model.zip"
+    if trainer.is_global_zero:
+        save_model_bundle(
+            module, bundle, run, pretrained=True, pretrain=described, epochs_completed=trainer.current_epoch,
+            global_steps=trainer.global_step, wall_time_s=elapsed,
+        )  # fmt: skip
+        summary["bundle"] = str(bundle)
+        write_text_atomic(output_dir / "training_summary.json", json.dumps(summary, indent=2))
+        curves = training_curves(output_dir)
+        write_report(
+            output_dir,
+            f"Pretraining for the {pretrain_config.probe} probe",
+            images=[("loss per epoch", curves)] if curves else [],
+            metrics=metrics,
+            config={**run.to_dict(), "pretrain": described},
+            details={k: v for k, v in summary.items() if k != "metrics"},
+        )
+    log.info("pretrained %d step(s) in %.1f s", trainer.global_step, elapsed)
+    checkpoint = trainer.checkpoint_callback
+    best = Path(checkpoint.best_model_path) if checkpoint and checkpoint.best_model_path else None
+    last = Path(checkpoint.last_model_path) if checkpoint and checkpoint.last_model_path else None
+    return TrainResult(
+        output_dir=output_dir, config=run, trainer=trainer, module=module, train_loader=train_loader,
+        val_loader=val_loader, best_checkpoint=best, last_checkpoint=last, summary=summary, bundle=bundle,
+    )  # fmt: skip
