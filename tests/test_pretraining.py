@@ -85,8 +85,9 @@ def test_corpus_counts_follow_the_forward_model_at_the_drawn_photon_count(probe)
 def pretrained(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pretrained")
     code = main(["pretrain", "--probe", "gaussian", "-N", str(N), "--output-dir", str(out),
-                 "--max-steps", "3", "--samples-per-epoch", "8", "--validation-items", "4", "--batch-size", "4",
-                 "--accelerator", "cpu", "--no-progress-bar", "--logger", "csv", *TINY])  # fmt: skip
+                 "--max-steps", "3", "--samples-per-epoch", "8", "--validation-items", "4",
+                 "--batch-size", "4", "--accelerator", "cpu", "--no-progress-bar", "--logger", "csv",
+                 *TINY])  # fmt: skip
     assert code == 0
     return out
 
