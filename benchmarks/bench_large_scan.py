@@ -55,6 +55,12 @@ def main() -> int:
     parser.add_argument("--train-groups", type=int, default=256)
     parser.add_argument("--format", choices=("cxi", "npz"), default="cxi", help="scan file format")
     parser.add_argument("--workdir", default=None, help="where the (large) scan files go")
+    parser.add_argument(
+        "--reuse-scans",
+        action="store_true",
+        help="use a scan file already in --workdir instead of simulating it (its row has no simulate step)",
+    )
+    parser.add_argument("--keep-scans", action="store_true", help="leave the scan files in --workdir")
     parser.add_argument("--output", default="benchmarks/results/large_scan.json")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_large_"))
@@ -62,22 +68,25 @@ def main() -> int:
     for n in args.sizes:
         scan = work / f"scan_{n}.{args.format}"
         row = {"patterns": n, "pattern_size": args.pattern_size, "format": args.format}
-        row["simulate"] = measured(
-            [
-                "simulate",
-                "--output",
-                str(scan),
-                "-N",
-                str(args.pattern_size),
-                "--n-positions",
-                str(n),
-                "--step",
-                str(args.step),
-                "--object",
-                "grf",
-                "--no-progress",
-            ]
-        )
+        if args.reuse_scans and scan.is_file():
+            row["simulate"] = None
+        else:
+            row["simulate"] = measured(
+                [
+                    "simulate",
+                    "--output",
+                    str(scan),
+                    "-N",
+                    str(args.pattern_size),
+                    "--n-positions",
+                    str(n),
+                    "--step",
+                    str(args.step),
+                    "--object",
+                    "grf",
+                    "--no-progress",
+                ]
+            )
         row["file_gb"] = scan.stat().st_size / 1e9
         row["inspect"] = measured(["inspect", str(scan)])
         row["train"] = measured(
@@ -123,7 +132,8 @@ def main() -> int:
             ]
         )
         rows.append(row)
-        scan.unlink()
+        if not args.keep_scans:
+            scan.unlink()
         print(f"done: {n}", file=sys.stderr)
         write_report(args.output, rows)  # after every size: a long run keeps what it measured
     print(
@@ -134,7 +144,7 @@ def main() -> int:
     )
     for r in rows:
         cells = " ".join(
-            f"{r[s]['peak_rss_mb']:>12.0f} {r[s]['seconds']:>9.1f}"
+            f"{r[s]['peak_rss_mb']:>12.0f} {r[s]['seconds']:>9.1f}" if r[s] else f"{'-':>12} {'-':>9}"
             for s in ("simulate", "inspect", "train", "infer")
         )
         print(f"{r['patterns']:>9} {r['file_gb']:>8.2f} {cells}")

@@ -11,6 +11,7 @@ around zero.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -105,6 +106,16 @@ def dead_leaves(
     return _normalise(ndimage.gaussian_filter(canvas, blur_px))
 
 
+@functools.cache
+def _shipped_image(name: str) -> np.ndarray:
+    """A scikit-image picture as read-only float64 (read once per process: corpora draw thousands)."""
+    import skimage.data
+
+    image = np.asarray(getattr(skimage.data, name)(), dtype=np.float64)
+    image.setflags(write=False)
+    return image
+
+
 def natural_image(shape: tuple[int, int], rng: np.random.Generator, name: str | None = None) -> np.ndarray:
     """A grey-scale natural image shipped with scikit-image, randomly cropped and resized.
 
@@ -113,13 +124,12 @@ def natural_image(shape: tuple[int, int], rng: np.random.Generator, name: str | 
     name : str, optional
         One of the shipped images; default: drawn at random.
     """
-    import skimage.data
     from skimage.transform import resize
 
     name = name if name is not None else str(rng.choice(_NATURAL_IMAGES))
     if name not in _NATURAL_IMAGES:
         raise ValueError(f"unknown natural image '{name}'; choose from {', '.join(_NATURAL_IMAGES)}")
-    image = np.asarray(getattr(skimage.data, name)(), dtype=np.float64)
+    image = _shipped_image(name)
     # crop a random window with the target's aspect ratio, at least half the image
     aspect = shape[1] / shape[0]
     crop_h = min(image.shape[0], int(image.shape[1] / aspect))
