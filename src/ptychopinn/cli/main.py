@@ -497,7 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="scan file (NPZ or CXI) or a ptychodus directory (diffraction.h5 + product.h5)",
     )
     rec.add_argument("--output-dir", "--output_dir", required=True, help="folder for the outputs")
-    rec.add_argument("--model", "--model_path", help="model bundle whose prediction starts the refinement")
+    rec.add_argument(
+        "--model",
+        "--model_path",
+        help="model bundle whose prediction starts the refinement "
+        "(default: a shipped pretrained model made for the probe, if any)",
+    )
     rec.add_argument(
         "--train-first",
         action="store_true",
@@ -737,7 +742,8 @@ def _reconstruct(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     result = reconstruct_file(
-        args.data, args.output_dir, model=args.model, train_first=args.train_first,
+        args.data, args.output_dir, model=args.model, use_pretrained=not args.no_pretrained,
+        train_first=args.train_first,
         train_time_budget_s=args.train_time_budget, refinement=refinement,
         accelerator=args.accelerator, devices=ExecutionConfig(devices=args.devices).devices,
         inference_batch_size=args.inference_batch_size, photons_per_pattern=args.nphotons,

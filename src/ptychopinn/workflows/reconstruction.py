@@ -38,6 +38,7 @@ from .bundles import load_model_bundle, resolve_device
 from .evaluation import compare_to_truth
 from .inference import Reconstruction, predict_object
 from .outputs import write_loss_curve, write_product, write_reconstruction
+from .pretrained import matching_bundle
 from .report import write_report
 
 
@@ -59,6 +60,7 @@ def reconstruct_scan(
     scan: Scan,
     *,
     model: str | os.PathLike | None = None,
+    use_pretrained: bool = True,
     train_first: bool = False,
     train_time_budget_s: float = 60.0,
     training_dir: str | os.PathLike | None = None,
@@ -76,6 +78,10 @@ def reconstruct_scan(
     ``training_dir``: where ``train_first`` trains (default: a temporary folder, removed after).
     The scan is written there as an NPZ file for training when it has no file of its own.
     """
+    if model is None and not train_first and use_pretrained:
+        model = matching_bundle(scan.probe_modes)
+        if model is not None:
+            log(f"starting from the shipped pretrained model {model.name} (made for this probe)")
     refinement = refinement if refinement is not None else RefinementConfig()
     if model is not None and train_first:
         raise ValueError("--model and --train-first exclude each other: a model is already trained")
@@ -200,6 +206,7 @@ def reconstruct(
     output_dir: str | os.PathLike,
     *,
     model: str | os.PathLike | None = None,
+    use_pretrained: bool = True,
     train_first: bool = False,
     train_time_budget_s: float = 60.0,
     refinement: RefinementConfig | None = None,
@@ -225,6 +232,10 @@ def reconstruct(
         ``loss.json``, ``loss.png``, ``reconstruct.json``).
     model : path, optional
         A model bundle whose prediction starts the refinement.
+    use_pretrained : bool
+        Without ``model`` (and without ``train_first``): start from a pretrained bundle shipped
+        with the package when one was made for this scan's probe (same N, probe overlap
+        >= 0.99); else from a flat object.
     train_first : bool
         Without a model: first train a network on this scan for ``train_time_budget_s``
         (in ``output_dir/training``).
@@ -249,9 +260,10 @@ def reconstruct(
     out.mkdir(parents=True, exist_ok=True)
     scan = read_scan(data, photons_per_pattern=photons_per_pattern)
     result = reconstruct_scan(
-        scan, model=model, train_first=train_first, train_time_budget_s=train_time_budget_s,
-        training_dir=out / "training", refinement=refinement, accelerator=accelerator, devices=devices,
-        inference_batch_size=inference_batch_size, progress=progress, log=log, callback=callback,
+        scan, model=model, use_pretrained=use_pretrained, train_first=train_first,
+        train_time_budget_s=train_time_budget_s, training_dir=out / "training", refinement=refinement,
+        accelerator=accelerator, devices=devices, inference_batch_size=inference_batch_size,
+        progress=progress, log=log, callback=callback,
     )  # fmt: skip
     refinement = refinement if refinement is not None else RefinementConfig()
     refined, comparison, start = result.refinement, result.comparison, result.start
