@@ -1,7 +1,8 @@
 """The built-in example: what the README's first command runs.
 
-Simulate a scan (written as NPZ and CXI, read back and inspected), train the
-physics-informed network on it briefly, then ``reconstruct``: the network's prediction
+Simulate a scan (written as NPZ and CXI, read back and inspected), reconstruct it in one
+pass with the shipped pretrained network (when one was made for the scan's probe), train the
+physics-informed network on it briefly, then ``reconstruct``: the trained network's prediction
 polished by physics refinement; pictures, the loss curve and metrics against the ground truth.
 """
 
@@ -18,6 +19,8 @@ from ..io import FileReport, inspect_file, read_scan
 from ..refine import RefinementConfig
 from ..simulate import SimulationConfig
 from .figures import plot_scan_overview
+from .inference import InferenceResult, infer
+from .pretrained import matching_bundle
 from .reconstruction import ReconstructResult, reconstruct
 from .simulation import simulate_to_file
 from .training import train
@@ -29,6 +32,7 @@ class ExampleResult:
     files: dict[str, Path] = field(default_factory=dict)
     reports: list[FileReport] = field(default_factory=list)
     reconstruction: ReconstructResult | None = None
+    single_pass: InferenceResult | None = None
 
     @property
     def ok(self) -> bool:
@@ -53,7 +57,7 @@ def run_example(
     out.mkdir(parents=True, exist_ok=True)
     result = ExampleResult(output_dir=out)
     log(
-        f"[1/4] simulating {config.n_positions} patterns of {config.pattern_size}^2 "
+        f"[1/5] simulating {config.n_positions} patterns of {config.pattern_size}^2 "
         f"({config.object_kind} object, {config.probe} probe, "
         f"{config.photons_per_pattern:.3g} photons)"
     )
@@ -64,13 +68,24 @@ def run_example(
     plot_scan_overview(read_scan(out / "scan.npz"), out / "scan_overview.png", title="simulated scan")
     result.files["scan_overview.png"] = out / "scan_overview.png"
 
-    log("[2/4] inspecting what was written")
+    log("[2/5] inspecting what was written")
     for fmt in ("npz", "cxi"):
         report = inspect_file(result.files[f"scan.{fmt}"])
         result.reports.append(report)
         log(report.format_text())
 
-    log(f"[3/4] training the physics-informed network for {epochs} epochs (gridsize {gridsize})")
+    scan = read_scan(out / "scan.npz")
+    pretrained = matching_bundle(scan.probe_modes)
+    if pretrained is None:
+        log("[3/5] no shipped pretrained network was made for this probe: single pass skipped")
+    else:
+        log(f"[3/5] single pass with the shipped pretrained network {pretrained.name} (never saw this scan)")
+        result.single_pass = infer(pretrained, out / "scan.npz", out / "single-pass", progress=False)
+        result.files.update({f"single-pass/{name}": path for name, path in result.single_pass.files.items()})
+        _log_comparison(log, "single pass", result.single_pass.comparison)
+        log(f"      {result.single_pass.patterns_per_second:.0f} patterns/s")
+
+    log(f"[4/5] training the physics-informed network for {epochs} epochs (gridsize {gridsize})")
     run = load_run_config(overrides={
         "data": {"train_data": str(out / "scan.npz"), "gridsize": gridsize, "val_fraction": 0.1},
         "training": {"epochs": epochs},
@@ -81,7 +96,7 @@ def run_example(
     result.files["model.zip"] = trained.bundle
     log(f"      wrote {trained.bundle} ({trained.summary['wall_time_s']:.0f} s)")
 
-    log(f"[4/4] reconstructing: the network's prediction, then {refine_seconds:.0f} s of physics refinement")
+    log(f"[5/5] reconstructing: the network's prediction, then {refine_seconds:.0f} s of physics refinement")
     result.reconstruction = reconstruct(
         out / "scan.npz",
         out / "reconstruction",
@@ -97,14 +112,18 @@ def run_example(
         ("network prediction", result.reconstruction.initial_comparison),
         ("after refinement", result.reconstruction.comparison),
     ):
-        if comparison is not None:
-            log(
-                f"      {label}: phase SSIM {comparison.phase.ssim:.3f} "
-                f"(Pearson {comparison.phase.pearson:.3f}), amplitude SSIM "
-                f"{comparison.amplitude.ssim:.3f} (Pearson {comparison.amplitude.pearson:.3f})"
-            )
+        _log_comparison(log, label, comparison)
     log(
         f"done: pictures in {out / 'reconstruction'} (amplitude.png, phase.png, loss.png), "
         f"metrics in metrics.json, scan in {out}"
     )
     return result
+
+
+def _log_comparison(log, label: str, comparison) -> None:
+    if comparison is not None:
+        log(
+            f"      {label}: phase SSIM {comparison.phase.ssim:.3f} "
+            f"(Pearson {comparison.phase.pearson:.3f}), amplitude SSIM "
+            f"{comparison.amplitude.ssim:.3f} (Pearson {comparison.amplitude.pearson:.3f})"
+        )
