@@ -238,3 +238,22 @@ def test_the_adapter_trains_saves_and_loads_a_model(ptychodus_input, tmp_path):
     fresh.load_model_from_file(tmp_path / "saved.zip")
     (output,) = list(fresh.reconstruct(ptychodus_input))
     assert np.isfinite(output.product.object_.get_array()).all()
+
+
+def test_train_and_infer_take_a_ptychodus_directory(truth, ptychodus_input, tmp_path, capsys):
+    directory = write_ptychodus_directory(
+        ptychodus_input, tmp_path / "scan", truth.metadata.detector_pixel_size_m
+    )
+    tiny = ["--width", "4", "--depth", "1", "--modes", "4", "--accelerator", "cpu"]
+    assert main(["train", "--train-data", str(directory), "--output-dir", str(tmp_path / "run"),
+                 "--epochs", "1", "--logger", "none", "--no-progress-bar", *tiny]) == 0  # fmt: skip
+    assert main(["infer", "--model", str(tmp_path / "run" / "model.zip"), "--data", str(directory),
+                 "--output-dir", str(tmp_path / "inferred"), "--ptychodus-product", "--no-progress",
+                 "--accelerator", "cpu"]) == 0  # fmt: skip
+    product = load_product(tmp_path / "inferred" / "product.h5")
+    np.testing.assert_allclose(
+        product.probe_positions.get_coordinates_y_m(),
+        ptychodus_input.product.probe_positions.get_coordinates_y_m(),
+        rtol=0,
+        atol=1e-15,
+    )
