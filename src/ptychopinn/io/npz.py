@@ -306,7 +306,14 @@ def _read_mapped_counts(
     for pick, pattern in zip(picks, sample, strict=True):  # report a bad pattern by its index in the scan
         check_intensities(pattern[None], source=path, key=key, first_index=int(pick))
     kind = classify_diffraction_values(sample)
-    log.info("%s: '%s' holds %s", path, key, _VALUE_NOTES[kind])
+    # the contract's amplitudes go unremarked; counts or normalised data are worth a line
+    log.log(
+        logging.DEBUG if kind == "amplitudes" else logging.INFO,
+        "%s: '%s' holds %s",
+        path,
+        key,
+        _VALUE_NOTES[kind],
+    )
     if kind == "counts":
         source.values = "counts"
     elif kind == "normalised":
@@ -506,7 +513,14 @@ def _eager_counts(
         stored = np.where(bad_pixels, 0, stored)
     check_intensities(stored, source=path, key=key)
     kind = classify_diffraction_values(stored)
-    log.info("%s: '%s' holds %s", path, key, _VALUE_NOTES[kind])
+    # the contract's amplitudes go unremarked; counts or normalised data are worth a line
+    log.log(
+        logging.DEBUG if kind == "amplitudes" else logging.INFO,
+        "%s: '%s' holds %s",
+        path,
+        key,
+        _VALUE_NOTES[kind],
+    )
     if kind == "counts":
         return np.rint(stored.astype(np.float64)).astype(np.float32)
     intensity = np.square(stored, dtype=np.float64)  # float64: uint16 squares overflow
