@@ -51,8 +51,8 @@ def time_to_quality(scan_path: Path, out: Path, model: Path | None, budget: floa
         snapshots.append((time.perf_counter() - started, step.snapshot()))
 
     result = reconstruct(
-        scan_path, out, model=model, refinement=RefinementConfig(time_budget_s=budget), progress=False,
-        log=lambda message: None, callback=record,
+        scan_path, out, model=model, use_pretrained=False, refinement=RefinementConfig(time_budget_s=budget),
+        progress=False, log=lambda message: None, callback=record,
     )  # fmt: skip
     weight = result.refinement.illumination
     curve = []
@@ -86,8 +86,7 @@ def whole_process(scan_path: Path, out: Path, model: Path | None, budget: float)
         str(budget),
         "--no-progress",
     ]
-    if model is not None:
-        command += ["--model", str(model)]
+    command += ["--model", str(model)] if model is not None else ["--no-pretrained"]
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - started
