@@ -485,8 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
         "reconstruct",
         help="reconstruct a scan: network prediction (optional), then physics refinement",
         description="The one command for a scan. With --model: the network's prediction, "
-        "refined through the forward model. Without: refinement from a flat object, "
-        "optionally after a short training on the scan (--train-first). Writes the outputs "
+        "refined through the forward model. Without: the prediction of a shipped pretrained "
+        "network made for the scan's probe, if there is one (--no-pretrained: never), else a "
+        "flat object, optionally after a short training on the scan (--train-first). Writes the outputs "
         "of infer plus the refined probe and positions (in reconstruction.npz), the loss "
         "curve (loss.json, loss.png) and reconstruct.json.",
     )
@@ -593,6 +594,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="photons per pattern for NPZ files with normalised amplitudes",
     )
     rec.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rec.add_argument(
+        "--no-pretrained",
+        action="store_true",
+        help="without --model: start from a flat object even when a shipped pretrained model "
+        "matches the probe",
+    )
     rec.add_argument(
         "--ptychodus-product",
         action="store_true",
