@@ -38,8 +38,8 @@ def good_files(tmp_path_factory):
     return {k: v.read_bytes() for k, v in files.items()}
 
 
-def read_fully(path):
-    scan = read_scan(path)
+def read_fully(path, lazy=None):
+    scan = read_scan(path, lazy=lazy)  # lazy=True: NPZ data memory-mapped, checked block by block
     scan.validate(full=True)
     return scan
 
@@ -55,13 +55,17 @@ def test_random_bytes_are_refused(tmp_path_factory, data, suffix):
 
 
 @BOUNDED
-@given(fraction=st.floats(min_value=0.0, max_value=0.999), kind=st.sampled_from(["npz", "cxi"]))
-def test_truncated_files_are_refused(tmp_path_factory, good_files, fraction, kind):
+@given(
+    fraction=st.floats(min_value=0.0, max_value=0.999),
+    kind=st.sampled_from(["npz", "cxi"]),
+    lazy=st.sampled_from([None, True]),
+)
+def test_truncated_files_are_refused(tmp_path_factory, good_files, fraction, kind, lazy):
     data = good_files[kind]
     path = tmp_path_factory.mktemp("cut") / f"cut.{kind}"
     path.write_bytes(data[: int(len(data) * fraction)])
     with pytest.raises(READ_ERRORS):
-        read_fully(path)
+        read_fully(path, lazy=lazy)
     report = inspect_file(path)
     assert not report.ok and report.problems
 
@@ -69,13 +73,13 @@ def test_truncated_files_are_refused(tmp_path_factory, good_files, fraction, kin
 @BOUNDED
 @given(position=st.integers(min_value=0, max_value=10_000), value=st.integers(min_value=1, max_value=255))
 def test_corrupted_bytes_never_crash_and_never_pass_bad_values(tmp_path_factory, good_files, position, value):
-    for kind in ("npz", "cxi"):
+    for kind, lazy in (("npz", None), ("npz", True), ("cxi", None)):
         data = bytearray(good_files[kind])
         data[position % len(data)] ^= value
         path = tmp_path_factory.mktemp("flip") / f"flip.{kind}"
         path.write_bytes(bytes(data))
         try:
-            scan = read_fully(path)
+            scan = read_fully(path, lazy=lazy)
         except READ_ERRORS:
             continue
         # whatever still reads must satisfy the contract
