@@ -145,6 +145,10 @@ class HDF5Patterns:
         return f"HDF5Patterns({self.path!r}, {self.key!r}, shape={self.shape})"
 
 
+#: Patterns converted to counts at a time (bounds the float64 intermediates).
+_CONVERT_CHUNK = 256
+
+
 class MappedPatterns:
     """Diffraction data in an uncompressed NPZ member, memory-mapped, served as counts.
 
@@ -247,12 +251,16 @@ class MappedPatterns:
         if self.bad_pixels is not None:
             block = np.where(self.bad_pixels, 0, block)
         check_intensities(block, source=self.path, key=self.key, first_index=first)
-        if self.values == "counts":
-            intensity = block.astype(np.float64)
-        else:
-            intensity = np.square(block, dtype=np.float64)  # float64: uint16 squares overflow
-        counts = np.rint(intensity) if self.counts_scale is None else intensity * self.counts_scale
-        counts = counts.astype(np.float32)
+        counts = np.empty(block.shape, dtype=np.float32)
+        for start in range(0, len(block), _CONVERT_CHUNK):  # float64 work on a chunk, not the block
+            part = block[start : start + _CONVERT_CHUNK]
+            if self.values == "counts":
+                intensity = part.astype(np.float64)
+            else:
+                intensity = np.square(part, dtype=np.float64)  # float64: uint16 squares overflow
+            counts[start : start + _CONVERT_CHUNK] = (
+                np.rint(intensity) if self.counts_scale is None else intensity * self.counts_scale
+            )
         return counts[0] if single else counts
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
