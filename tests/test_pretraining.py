@@ -40,14 +40,16 @@ def test_the_corpus_is_reproducible_under_a_seed_whatever_the_workers(probe):
     for a, b in zip(items(first, range(6)), items(second, range(6)), strict=True):
         for key in ("x", "counts", "offsets", "truth", "intensity_scale"):
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    serial = list(DataLoader(first, batch_size=3, sampler=CorpusSampler(6)))
+    parallel = list(DataLoader(second, batch_size=3, sampler=CorpusSampler(6), num_workers=2))
     sampler = CorpusSampler(6)
-    serial = list(DataLoader(first, batch_size=3, sampler=sampler))
-    parallel = list(DataLoader(second, batch_size=3, sampler=sampler, num_workers=2))
     for a, b in zip(serial, parallel, strict=True):
         torch.testing.assert_close(a["counts"], b["counts"], rtol=0, atol=0)
-    # the next epoch reads fresh items
+    # the next epoch reads fresh items, told (set_epoch) or not
     sampler.set_epoch(1)
     assert list(sampler) == list(range(6, 12))
+    assert list(sampler) == list(range(12, 18))
+    sampler.set_epoch(1)
     assert not torch.equal(
         serial[0]["counts"], next(iter(DataLoader(first, batch_size=3, sampler=sampler)))["counts"]
     )

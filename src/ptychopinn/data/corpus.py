@@ -166,7 +166,8 @@ class SimulatedCorpus(Dataset):
 class CorpusSampler(Sampler[int]):
     """Walks through fresh corpus items: epoch ``e`` reads items ``base + e*S .. base + (e+1)*S - 1``.
 
-    Lightning calls :meth:`set_epoch` before every epoch, so each epoch sees new items.
+    Lightning calls :meth:`set_epoch` before every epoch, and every pass moves on by itself as
+    well, so each epoch sees new items.
     ``base`` separates corpora that share a seed (training from validation).
     """
 
@@ -183,4 +184,6 @@ class CorpusSampler(Sampler[int]):
 
     def __iter__(self):
         start = self.base + self.epoch * self.samples_per_epoch
+        # move on by itself too, for wrappers (distributed training) that do not pass set_epoch on
+        self.epoch += 1
         return iter(range(start, start + self.samples_per_epoch))
