@@ -156,3 +156,17 @@ def test_the_probe_comes_from_a_simulator_name_or_a_file(tmp_path):
     assert resolve_probe("focused", 32).shape == (1, 32, 32)
     with pytest.raises(Exception, match="not a simulator probe"):
         resolve_probe(str(tmp_path / "missing.npz"))
+
+
+def test_pretrain_corpus_flags_reach_the_corpus(tmp_path):
+    code = main(["pretrain", "--probe", "gaussian", "-N", str(N), "--output-dir", str(tmp_path),
+                 "--max-steps", "1", "--samples-per-epoch", "4", "--validation-items", "0",
+                 "--batch-size", "4", "--accelerator", "cpu", "--no-progress-bar", "--logger", "none",
+                 "--object-kinds", "lines", "grf", "--photons", "1e5", "1e6", "--phase-range", "0.2", "1.0",
+                 "--amplitude-min", "0.7", "0.9", "--step-fraction", "0.3", "0.5", "--corpus-seed", "9",
+                 "--gridsize", "2", *TINY])  # fmt: skip
+    assert code == 0
+    corpus = load_model_bundle(tmp_path / "model.zip").manifest["pretrain"]["corpus"]
+    assert corpus["object_kinds"] == ["lines", "grf"] and corpus["photons"] == [1e5, 1e6]
+    assert corpus["phase_range"] == [0.2, 1.0] and corpus["amplitude_min"] == [0.7, 0.9]
+    assert corpus["step_fraction"] == [0.3, 0.5] and corpus["seed"] == 9 and corpus["gridsize"] == 2

@@ -52,3 +52,15 @@ def test_it_reconstructs_the_readme_example(readme_scan, tmp_path):
     assert result.start == "model" and result.model == str(bundle)
     assert result.comparison.phase.pearson >= 0.8
     assert np.isfinite(result.reconstruction.object).all()
+
+
+def test_no_pretrained_flag_starts_flat(readme_scan, tmp_path):
+    from ptychopinn.cli.main import main
+
+    write_scan(readme_scan, tmp_path / "scan.npz")
+    out = tmp_path / "flat"
+    code = main(["reconstruct", str(tmp_path / "scan.npz"), "--output-dir", str(out), "--no-pretrained",
+                 "--epochs", "1", "--no-progress", "--accelerator", "cpu"])  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "reconstruct.json").read_text())
+    assert summary["start"] == "constant" and summary["model"] is None

@@ -571,3 +571,22 @@ def test_cli_train_end_to_end_with_aliases(scan_file, tmp_path, capsys):
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["train_groups"] == 12 and summary["validation_groups"] == 12
     assert "val_loss" in summary["metrics"]
+
+
+def test_mlflow_tracking_uri_flag_picks_the_store(scan_file, tmp_path):
+    pytest.importorskip("mlflow")
+    pytest.importorskip("sqlalchemy")
+    from mlflow.tracking import MlflowClient
+
+    store = tmp_path / "elsewhere.db"
+    config, args = _logger_config(scan_file, tmp_path, "mlflow")
+    config = config.updated({"execution": {"mlflow_tracking_uri": f"sqlite:///{store}"}})
+    flags = build_parser().parse_args(
+        ["train", "--output-dir", "x", "--mlflow-tracking-uri", "sqlite:///s.db"]
+    )
+    assert train_overrides(flags)["execution"]["mlflow_tracking_uri"] == "sqlite:///s.db"
+    train(config, args.output_dir)
+    assert store.is_file() and not (tmp_path / "run" / "mlflow.db").exists()
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    (run,) = client.search_runs([client.get_experiment_by_name("ptychopinn").experiment_id])
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2

@@ -97,7 +97,9 @@ def build_corpus_loaders(
 ) -> tuple[DataLoader, DataLoader | None]:
     """The training loader (fresh items every epoch) and the fixed validation loader."""
     execution = run.execution
-    corpus = dataclasses.replace(pretrain.corpus, gridsize=run.data.gridsize)
+    corpus = pretrain.corpus
+    if corpus.gridsize != run.data.gridsize:
+        raise ValueError(f"corpus gridsize {corpus.gridsize} differs from data.gridsize {run.data.gridsize}")
     dataset = SimulatedCorpus(probe, corpus, with_truth=with_truth)
     options = dict(
         batch_size=execution.batch_size,
@@ -131,6 +133,9 @@ def pretrain(
     output_dir.mkdir(parents=True, exist_ok=True)
     execution = run.execution
     resume_path = _resolve_resume(resume, output_dir)
+    # the corpus's items hold data.gridsize^2 positions: recorded as used
+    corpus = dataclasses.replace(pretrain_config.corpus, gridsize=run.data.gridsize)
+    pretrain_config = dataclasses.replace(pretrain_config, corpus=corpus)
     probe = resolve_probe(pretrain_config.probe, pretrain_config.pattern_size)
     size = int(probe.shape[-1])
     write_text_atomic(output_dir / "config.yaml", run.to_yaml())
