@@ -13,11 +13,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
-from pathlib import Path
+
+from results_io import machine, write_results
 
 
 def loader_rate(probe, config, workers: int, batches: int, batch_size: int) -> float:
@@ -105,18 +103,13 @@ def main() -> int:
     print(f"training (fno, supervised, batch {args.batch_size}): {consumed:7.0f} items/s")
     report = {
         "benchmark": "corpus",
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "pattern_size": 64,
         "batch_size": args.batch_size,
         "loading": rows,
         "training_items_per_second": consumed,
     }
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2))
+    write_results(args.output, report)
     print(f"wrote {args.output}")
     return 0
 

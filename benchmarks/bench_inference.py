@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from dataclasses import asdict
-from pathlib import Path
+
+from results_io import machine, write_results
 
 GENERATORS = ("cnn", "fno", "hybrid")
 
@@ -135,23 +134,14 @@ def main() -> int:
             f"{r['generator']:<9} {r['pattern_size']:>4} {r['batch_size']:>6} {r['patterns']:>8} "
             f"{r['patterns_per_s']:>11.1f} {r['peak_mb']:>8.0f}"
         )
-    import torch
 
     report = {
         "benchmark": "inference",
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
-        },
+        "machine": machine(),
         "gridsize": args.gridsize,
         "rows": rows,
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2))
+    output = write_results(args.output, report)
     print(f"wrote {output}")
     return 0
 

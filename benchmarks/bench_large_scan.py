@@ -16,14 +16,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from results_io import machine, write_results
 
 
 def measured(command: list[str]) -> dict:
@@ -155,12 +154,10 @@ def main() -> int:
 def write_report(path: str, rows: list[dict]) -> None:
     report = {
         "benchmark": "large_scan",
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": machine(),
         "rows": rows,
     }
-    output = Path(path)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2))
+    write_results(path, report)
 
 
 if __name__ == "__main__":

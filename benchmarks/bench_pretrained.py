@@ -22,17 +22,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from bench_reconstruct import time_to_quality  # noqa: E402
+from bench_reconstruct import time_to_quality
+from results_io import machine, write_results
 
 #: (label, object kind, photons per pattern): unseen classes, and photon counts in and out of range
 HELD_OUT = (
@@ -160,11 +158,7 @@ def main() -> int:
         print(f"  {name:<8} phase SSIM {r['phase_ssim']:.3f}, Pearson {r['phase_pearson']:.3f}")
     report = {
         "benchmark": "pretrained",
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "model": os.fspath(args.model),
         "pretraining": {k: manifest.get(k) for k in ("generator", "global_steps", "wall_time_s", "pretrain")},
         "held_out": rows,
@@ -172,9 +166,7 @@ def main() -> int:
         "curve": curve,
         "generators": generators,
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2))
+    output = write_results(args.output, report)
     print(f"wrote {output}")
     return 0
 

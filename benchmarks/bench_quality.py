@@ -23,13 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from results_io import machine, write_results
 
 SCANS = (  # (name, object kind, photons per pattern, step in pixels)
     ("natural 1e6 step8", "natural", 1e6, 8.0),
@@ -180,16 +180,14 @@ def main() -> int:
         )
     report = {
         "benchmark": "quality",
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "machine": machine(),
         "budget_s": args.budget,
         "train_budget_s": args.train_budget,
         "n_positions": args.n_positions,
         "ptychi": bool(args.ptychi_python),
         "rows": rows,
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2))
+    output = write_results(args.output, report)
     print(f"wrote {output}")
     return 0
 

@@ -26,13 +26,13 @@ import argparse
 import importlib.util
 import json
 import logging
-import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from results_io import machine, write_results
 
 THRESHOLD = 0.95
 
@@ -158,20 +158,14 @@ def main() -> int:
     print(f"pty-chi LSQML: {ptychi}")
     report = {
         "benchmark": "reconstruct",
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "train_budget_s": args.train_budget,
         "refine_budget_s": args.refine_budget,
         "time_to_quality": rows,
         "whole_process": processes,
         "ptychi": ptychi,
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2))
+    output = write_results(args.output, report)
     print(f"wrote {output}")
     return 0
 

@@ -20,13 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from results_io import machine, write_results
 
 GENERATORS = ("cnn", "fno", "hybrid")
 GRIDSIZES = (1, 2)
@@ -158,12 +159,7 @@ def main() -> int:
         )
     report = {
         "benchmark": "training",
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-        },
+        "machine": machine(),
         "scan": {
             "pattern_size": scan_config.pattern_size,
             "n_positions": scan_config.n_positions,
@@ -175,9 +171,7 @@ def main() -> int:
         "learning_rate": args.learning_rate,
         "rows": rows,
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2))
+    output = write_results(args.output, report)
     print(f"wrote {output}")
     return 0
 

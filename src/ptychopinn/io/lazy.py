@@ -149,6 +149,30 @@ class HDF5Patterns:
 _CONVERT_CHUNK = 256
 
 
+def stored_to_counts(stored: np.ndarray, values: str, counts_scale: float | None = None) -> np.ndarray:
+    """Counts (float32) from stored diffraction values, ``_CONVERT_CHUNK`` patterns at a time.
+
+    Parameters
+    ----------
+    stored : numpy.ndarray
+        ``(n, N, N)`` stored values, already checked (finite, non-negative).
+    values : {"amplitudes", "counts"}
+        What is stored: amplitudes are squared, counts taken as they are.
+    counts_scale : float, optional
+        None: the (squared) values are whole counts and are rounded; else the factor from
+        squared normalised amplitudes to counts.
+    """
+    counts = np.empty(stored.shape, dtype=np.float32)
+    for start in range(0, len(stored), _CONVERT_CHUNK):  # float64 work on a chunk, not the block
+        part = stored[start : start + _CONVERT_CHUNK]
+        # float64: uint16 squares overflow
+        intensity = part.astype(np.float64) if values == "counts" else np.square(part, dtype=np.float64)
+        counts[start : start + _CONVERT_CHUNK] = (
+            np.rint(intensity) if counts_scale is None else intensity * counts_scale
+        )
+    return counts
+
+
 class MappedPatterns:
     """Diffraction data in an uncompressed NPZ member, memory-mapped, served as counts.
 
@@ -251,16 +275,7 @@ class MappedPatterns:
         if self.bad_pixels is not None:
             block = np.where(self.bad_pixels, 0, block)
         check_intensities(block, source=self.path, key=self.key, first_index=first)
-        counts = np.empty(block.shape, dtype=np.float32)
-        for start in range(0, len(block), _CONVERT_CHUNK):  # float64 work on a chunk, not the block
-            part = block[start : start + _CONVERT_CHUNK]
-            if self.values == "counts":
-                intensity = part.astype(np.float64)
-            else:
-                intensity = np.square(part, dtype=np.float64)  # float64: uint16 squares overflow
-            counts[start : start + _CONVERT_CHUNK] = (
-                np.rint(intensity) if self.counts_scale is None else intensity * self.counts_scale
-            )
+        counts = stored_to_counts(block, self.values, self.counts_scale)
         return counts[0] if single else counts
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import ScanFileError, ScanValidationError
-from .lazy import MappedPatterns
+from .lazy import MappedPatterns, stored_to_counts
 from .scan import Scan, ScanMetadata, check_intensities
 
 log = logging.getLogger("ptychopinn.io")
@@ -186,6 +186,14 @@ _VALUE_NOTES = {
 }
 
 
+def _judge_values(path: str, key: str, values: np.ndarray) -> str:
+    """:func:`classify_diffraction_values`, with a log line when it is not the contract's amplitudes."""
+    kind = classify_diffraction_values(values)
+    level = logging.DEBUG if kind == "amplitudes" else logging.INFO
+    log.log(level, "%s: '%s' holds %s", path, key, _VALUE_NOTES[kind])
+    return kind
+
+
 def _normalised_scale(path: str, key: str, photons: float | None, mean_total: float) -> float:
     """Factor from squared normalised amplitudes to counts."""
     if photons is None:
@@ -305,15 +313,7 @@ def _read_mapped_counts(
         sample = np.where(bad_pixels, 0, sample)
     for pick, pattern in zip(picks, sample, strict=True):  # report a bad pattern by its index in the scan
         check_intensities(pattern[None], source=path, key=key, first_index=int(pick))
-    kind = classify_diffraction_values(sample)
-    # the contract's amplitudes go unremarked; counts or normalised data are worth a line
-    log.log(
-        logging.DEBUG if kind == "amplitudes" else logging.INFO,
-        "%s: '%s' holds %s",
-        path,
-        key,
-        _VALUE_NOTES[kind],
-    )
+    kind = _judge_values(path, key, sample)
     if kind == "counts":
         source.values = "counts"
     elif kind == "normalised":
@@ -512,22 +512,13 @@ def _eager_counts(
             )
         stored = np.where(bad_pixels, 0, stored)
     check_intensities(stored, source=path, key=key)
-    kind = classify_diffraction_values(stored)
-    # the contract's amplitudes go unremarked; counts or normalised data are worth a line
-    log.log(
-        logging.DEBUG if kind == "amplitudes" else logging.INFO,
-        "%s: '%s' holds %s",
-        path,
-        key,
-        _VALUE_NOTES[kind],
-    )
+    kind = _judge_values(path, key, stored)
     if kind == "counts":
-        return np.rint(stored.astype(np.float64)).astype(np.float32)
-    intensity = np.square(stored, dtype=np.float64)  # float64: uint16 squares overflow
+        return stored_to_counts(stored, "counts")
     if kind == "amplitudes":
-        return np.rint(intensity).astype(np.float32)
-    scale = _normalised_scale(path, key, photons, float(intensity.sum(axis=(1, 2)).mean()))
-    return (intensity * scale).astype(np.float32)
+        return stored_to_counts(stored, "amplitudes")
+    mean_total = float(np.square(stored, dtype=np.float64).sum()) / n
+    return stored_to_counts(stored, "amplitudes", _normalised_scale(path, key, photons, mean_total))
 
 
 def write_npz(scan: Scan, path: str | os.PathLike, *, batch_size: int = 1024) -> None:

@@ -33,7 +33,15 @@ from ..simulate.probes import probe_from_file
 from ..simulate.simulator import make_probe
 from .bundles import save_model_bundle
 from .report import training_curves, write_report
-from .training import TrainResult, _resolve_resume, build_trainer, log, write_text_atomic
+from .training import (
+    TrainResult,
+    build_trainer,
+    checkpoint_paths,
+    final_metrics,
+    log,
+    resolve_resume,
+    write_text_atomic,
+)
 
 #: Held-out items are drawn from this far into the corpus: never reached by training.
 VALIDATION_BASE = 2**61
@@ -132,7 +140,7 @@ def pretrain(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     execution = run.execution
-    resume_path = _resolve_resume(resume, output_dir)
+    resume_path = resolve_resume(resume, output_dir)
     # the corpus's items hold data.gridsize^2 positions: recorded as used
     corpus = dataclasses.replace(pretrain_config.corpus, gridsize=run.data.gridsize)
     pretrain_config = dataclasses.replace(pretrain_config, corpus=corpus)
@@ -164,9 +172,7 @@ def pretrain(
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_path)
     elapsed = time.perf_counter() - started
 
-    metrics = {
-        k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1
-    }
+    metrics = final_metrics(trainer)
     summary: dict[str, Any] = {
         "pretrained": True,
         "probe": pretrain_config.probe,
@@ -194,9 +200,7 @@ def pretrain(
             details={k: v for k, v in summary.items() if k != "metrics"},
         )
     log.info("pretrained %d step(s) in %.1f s", trainer.global_step, elapsed)
-    checkpoint = trainer.checkpoint_callback
-    best = Path(checkpoint.best_model_path) if checkpoint and checkpoint.best_model_path else None
-    last = Path(checkpoint.last_model_path) if checkpoint and checkpoint.last_model_path else None
+    best, last = checkpoint_paths(trainer)
     return TrainResult(
         output_dir=output_dir, config=run, trainer=trainer, module=module, train_loader=train_loader,
         val_loader=val_loader, best_checkpoint=best, last_checkpoint=last, summary=summary, bundle=bundle,

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..config import load_run_config
 from ..evaluation import ObjectComparison
-from ..io import Scan, ScanFileError, atomic_path, detect_format, read_scan, write_scan
+from ..io import Scan, atomic_path, read_scan, write_scan
 from ..physics import canvas_shape
 from ..refine import (
     RefinementConfig,
@@ -166,13 +166,6 @@ def reconstruct_scan(
     )  # fmt: skip
 
 
-def detect_format_or_none(path: str | os.PathLike) -> str | None:
-    try:
-        return detect_format(path)
-    except ScanFileError:
-        return None
-
-
 def _train_on(
     scan: Scan,
     out: Path,
@@ -187,7 +180,7 @@ def _train_on(
 
     out.mkdir(parents=True, exist_ok=True)
     data = scan.source
-    if data is None or detect_format_or_none(data) is None:
+    if data is None or not os.path.exists(data):  # a scan built in memory: give it a file
         data = os.fspath(out / "scan.npz")
         write_scan(scan, data)
     log(f"training a network on the scan for {budget_s:.0f} s")

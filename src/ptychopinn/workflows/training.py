@@ -250,6 +250,19 @@ def build_trainer(
     )
 
 
+def checkpoint_paths(trainer: L.Trainer) -> tuple[Path | None, Path | None]:
+    """The best and the last checkpoint the Trainer wrote (None where it wrote none)."""
+    checkpoint = trainer.checkpoint_callback
+    best = Path(checkpoint.best_model_path) if checkpoint and checkpoint.best_model_path else None
+    last = Path(checkpoint.last_model_path) if checkpoint and checkpoint.last_model_path else None
+    return best, last
+
+
+def final_metrics(trainer: L.Trainer) -> dict[str, float]:
+    """The scalar metrics logged last (train_loss, val_loss, ...) as plain floats."""
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -279,7 +292,7 @@ def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | Non
         pretrained = load_model_bundle(config.training.init_from)
         config = with_architecture_of(config, pretrained)
     execution = config.execution
-    resume_path = _resolve_resume(resume, output_dir)
+    resume_path = resolve_resume(resume, output_dir)
     write_text_atomic(output_dir / "config.yaml", config.to_yaml())
     L.seed_everything(execution.seed, workers=True, verbose=False)
 
@@ -323,12 +336,8 @@ def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | Non
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_path)
     elapsed = time.perf_counter() - started
 
-    checkpoint = trainer.checkpoint_callback
-    best = Path(checkpoint.best_model_path) if checkpoint and checkpoint.best_model_path else None
-    last = Path(checkpoint.last_model_path) if checkpoint and checkpoint.last_model_path else None
-    metrics = {
-        k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1
-    }
+    best, last = checkpoint_paths(trainer)
+    metrics = final_metrics(trainer)
     stopper = next((cb for cb in trainer.callbacks if isinstance(cb, GracefulStop)), None)
     interrupted = bool(stopper and stopper.interrupted)
     if interrupted:
@@ -385,7 +394,7 @@ def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | Non
     )
 
 
-def _resolve_resume(resume: str | Path | None, output_dir: Path) -> str | None:
+def resolve_resume(resume: str | Path | None, output_dir: Path) -> str | None:
     if resume is None:
         return None
     last = output_dir / "checkpoints" / "last.ckpt"
