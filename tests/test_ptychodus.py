@@ -257,3 +257,15 @@ def test_train_and_infer_take_a_ptychodus_directory(truth, ptychodus_input, tmp_
         rtol=0,
         atol=1e-15,
     )
+
+
+def test_a_product_without_geometry_is_refused_before_any_work(truth, tmp_path, capsys):
+    path = tmp_path / "bare.npz"  # counts and positions, no energy or distance
+    np.savez(path, diffraction=np.sqrt(truth.get_patterns()), probeGuess=truth.probe,
+             xcoords=truth.positions[:, 1], ycoords=truth.positions[:, 0])  # fmt: skip
+    out = tmp_path / "out"
+    code = main(["reconstruct", str(path), "--output-dir", str(out), "--epochs", "1", "--ptychodus-product",
+                 "--no-progress", "--accelerator", "cpu"])  # fmt: skip
+    assert code == 2
+    assert "photon energy" in capsys.readouterr().err
+    assert not (out / "reconstruction.npz").exists() and not (out / "product.h5").exists()

@@ -25,7 +25,7 @@ from ..models import PINNModule
 from ..physics import PatchStitcher, canvas_shape, probe_weight
 from .bundles import load_model_bundle, resolve_device
 from .evaluation import compare_to_truth
-from .outputs import write_product, write_reconstruction
+from .outputs import check_product_metadata, write_product, write_reconstruction
 from .report import write_report
 
 
@@ -164,6 +164,8 @@ def infer(
     """
     loaded = load_model_bundle(model)
     scan = read_scan(data, photons_per_pattern=photons_per_pattern)
+    if ptychodus_product:
+        check_product_metadata(scan)  # before the work, not after it
     batch = inference_batch_size or loaded.config.execution.inference_batch_size
     device = resolve_device(accelerator, devices)
     started = time.perf_counter()

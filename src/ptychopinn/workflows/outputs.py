@@ -143,6 +143,18 @@ def write_loss_curve(
     return files
 
 
+def check_product_metadata(scan: Scan) -> None:
+    """Raise ValueError unless the scan states what a ptychodus product must (call it before the work)."""
+    meta = scan.metadata
+    missing = [label for label, value in (("photon energy", meta.energy_ev),
+               ("detector distance", meta.detector_distance_m), ("object pixel size", scan.pixel_size_m()))
+               if value is None]  # fmt: skip
+    if missing:
+        raise ValueError(
+            f"{scan.source}: a ptychodus product needs the {', '.join(missing)}; the scan does not state it"
+        )
+
+
 def write_product(
     reconstruction: Reconstruction,
     scan: Scan,
@@ -165,15 +177,9 @@ def write_product(
         The scan lacks the photon energy, the detector distance or the pixel size, which a
         ptychodus product must state.
     """
+    check_product_metadata(scan)
     meta = scan.metadata
     pixel = reconstruction.pixel_size_m or scan.pixel_size_m()
-    missing = [label for label, value in (("photon energy", meta.energy_ev),
-               ("detector distance", meta.detector_distance_m), ("object pixel size", pixel))
-               if value is None]  # fmt: skip
-    if missing:
-        raise ValueError(
-            f"{scan.source}: a ptychodus product needs the {', '.join(missing)}; the scan does not state it"
-        )
     indexes = scan.scan_index
     if indexes is None or len(np.unique(indexes)) != scan.n_patterns:
         indexes = np.arange(scan.n_patterns)

@@ -37,7 +37,7 @@ from ..refine import (
 from .bundles import load_model_bundle, resolve_device
 from .evaluation import compare_to_truth
 from .inference import Reconstruction, predict_object
-from .outputs import write_loss_curve, write_product, write_reconstruction
+from .outputs import check_product_metadata, write_loss_curve, write_product, write_reconstruction
 from .pretrained import matching_bundle
 from .report import write_report
 
@@ -252,6 +252,8 @@ def reconstruct(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     scan = read_scan(data, photons_per_pattern=photons_per_pattern)
+    if ptychodus_product:
+        check_product_metadata(scan)  # before the work, not after it
     result = reconstruct_scan(
         scan, model=model, use_pretrained=use_pretrained, train_first=train_first,
         train_time_budget_s=train_time_budget_s, training_dir=out / "training", refinement=refinement,
