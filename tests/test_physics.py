@@ -348,3 +348,67 @@ def test_operators_reject_malformed_shapes():
         )
     with pytest.raises(ValueError, match="zero intensity"):
         probe_weight(torch.zeros(4, 4, dtype=torch.complex64))
+
+
+# --- data consistency (the unrolled generator's physics layer) ---------------------------
+
+
+def _group_problem(seed: int = 0):
+    """A 3 x 3 group on a 40 x 40 region with a smooth complex object and a 16-pixel probe."""
+    from ptychopinn.physics import diffraction_intensity, extract_patches
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:40, :40]
+    phase = np.sin(yy / 5.0) * np.cos(xx / 7.0) + 0.3 * rng.standard_normal((40, 40)) * 0.1
+    obj = torch.from_numpy(((0.8 + 0.2 * np.cos(xx / 4.0)) * np.exp(1j * phase)).astype(np.complex64))
+    c = np.arange(16) - 8
+    probe = np.exp(-(c[:, None] ** 2 + c[None, :] ** 2) / 18.0) * np.exp(
+        1j * 0.05 * (c[:, None] ** 2 + c[None, :] ** 2)
+    )
+    probe = torch.from_numpy((probe * 30).astype(np.complex64))
+    grid = torch.tensor([-4.0, 0.0, 4.0], dtype=torch.float64)
+    positions = torch.stack(torch.meshgrid(grid, grid, indexing="ij"), -1).reshape(1, 9, 2) + 20.0
+    amplitude = diffraction_intensity(extract_patches(obj[None], positions, 16), probe).sqrt()
+    return obj, probe, positions, amplitude
+
+
+def _misfit(region, probe, positions, amplitude):
+    from ptychopinn.physics import diffraction_intensity, extract_patches
+
+    model = diffraction_intensity(extract_patches(region, positions, 16), probe).sqrt()
+    return float(((model - amplitude) ** 2).sum())
+
+
+def test_replace_modulus_imposes_the_amplitude_and_keeps_the_phase():
+    from ptychopinn.physics import replace_modulus
+
+    waves = torch.randn(2, 3, 8, 8, dtype=torch.complex64)  # 3 incoherent modes
+    amplitude = torch.rand(2, 8, 8) + 0.1
+    out = replace_modulus(waves, amplitude)
+    torch.testing.assert_close((out.abs() ** 2).sum(dim=1).sqrt(), amplitude, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.angle(out * waves.conj()), torch.zeros(2, 3, 8, 8), atol=1e-5, rtol=0)
+
+
+def test_the_true_object_is_a_fixed_point_of_data_consistency():
+    from ptychopinn.physics import data_consistency_step
+
+    obj, probe, positions, amplitude = _group_problem()
+    updated = data_consistency_step(obj[None], positions, probe, amplitude)
+    torch.testing.assert_close(updated, obj[None], atol=1e-4, rtol=1e-4)
+
+
+def test_data_consistency_steps_reduce_the_misfit_and_ignore_the_input_scale_when_asked():
+    from ptychopinn.physics import data_consistency_step
+
+    obj, probe, positions, amplitude = _group_problem()
+    start = (obj * torch.exp(1j * 0.4 * torch.rand(40, 40, generator=torch.Generator().manual_seed(1))))[None]
+    region, misfits = start, [_misfit(start, probe, positions, amplitude)]
+    for _ in range(5):
+        region = data_consistency_step(region, positions, probe, amplitude)
+        misfits.append(_misfit(region, probe, positions, amplitude))
+    assert misfits[-1] < 0.3 * misfits[0]
+    assert all(later <= earlier * 1.0001 for earlier, later in zip(misfits, misfits[1:], strict=False))
+    # with energy matching, amplitudes in arbitrary units make the same step
+    scaled = data_consistency_step(start, positions, probe, 7.5 * amplitude, match_energy=True)
+    plain = data_consistency_step(start, positions, probe, amplitude, match_energy=True)
+    torch.testing.assert_close(scaled, plain, atol=1e-5, rtol=1e-5)

@@ -170,3 +170,26 @@ def test_pretrain_corpus_flags_reach_the_corpus(tmp_path):
     assert corpus["object_kinds"] == ["lines", "grf"] and corpus["photons"] == [1e5, 1e6]
     assert corpus["phase_range"] == [0.2, 1.0] and corpus["amplitude_min"] == [0.7, 0.9]
     assert corpus["step_fraction"] == [0.3, 0.5] and corpus["seed"] == 9 and corpus["gridsize"] == 2
+
+
+def test_pretrain_init_from_puts_an_fno_bundle_into_an_unrolled_network(pretrained, tmp_path, capsys):
+    source = load_model_bundle(pretrained / "model.zip").module.net.generator
+    out = tmp_path / "unrolled"
+    code = main(["pretrain", "--probe", "gaussian", "-N", str(N), "--output-dir", str(out),
+                 "--generator", "unrolled", "--gridsize", "2", "--init-from", str(pretrained / "model.zip"),
+                 "--max-steps", "1", "--learning-rate", "1e-12", "--samples-per-epoch", "4",
+                 "--validation-items", "0", "--batch-size", "2", "--accelerator", "cpu",
+                 "--no-progress-bar", "--logger", "none", *TINY])  # fmt: skip
+    assert code == 0
+    loaded = load_model_bundle(out / "model.zip")
+    assert loaded.gridsize == 2 and loaded.manifest["pretrained"] is True
+    encoder = loaded.module.net.generator.encoder.state_dict()
+    for name, tensor in source.state_dict().items():  # one step at lr 1e-12: still the fno's weights
+        torch.testing.assert_close(encoder[name], tensor, atol=1e-6, rtol=0)
+    # weights that cannot fit are refused, naming the bundle
+    code = main(["pretrain", "--probe", "gaussian", "-N", str(N), "--output-dir", str(tmp_path / "bad"),
+                 "--generator", "cnn", "--init-from", str(pretrained / "model.zip"), "--max-steps", "1",
+                 "--validation-items", "0", "--accelerator", "cpu", "--no-progress-bar", "--logger", "none",
+                 *TINY])  # fmt: skip
+    assert code != 0
+    assert "do not fit" in capsys.readouterr().err

@@ -33,6 +33,9 @@ def test_the_shipped_model_is_verified_and_documented():
 def test_it_is_picked_for_its_probe_only(readme_scan):
     (bundle,) = shipped_bundles()
     assert matching_bundle(readme_scan.probe_modes) == bundle
+    own = int(read_bundle(bundle)[0]["gridsize"])
+    assert matching_bundle(readme_scan.probe_modes, gridsize=own) == bundle
+    assert matching_bundle(readme_scan.probe_modes, gridsize=own + 1) is None
     assert matching_bundle(make_probe(SimulationConfig(pattern_size=64, probe="gaussian"))) is None
     assert matching_bundle(make_probe(SimulationConfig(pattern_size=32))) is None
 

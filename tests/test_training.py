@@ -590,3 +590,23 @@ def test_mlflow_tracking_uri_flag_picks_the_store(scan_file, tmp_path):
     client = MlflowClient(tracking_uri=f"sqlite:///{store}")
     (run,) = client.search_runs([client.get_experiment_by_name("ptychopinn").experiment_id])
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
+
+
+def test_region_generator_trains_at_gridsize_2_and_its_bundle_predicts_the_same(scan_file, tmp_path):
+    from ptychopinn.io import read_scan
+    from ptychopinn.models.generators import RegionGenerator
+    from ptychopinn.workflows import load_model_bundle, predict_object
+
+    config, args = run_cli_config(
+        scan_file, tmp_path, "--generator", "region", "--gridsize", "2", "--n-groups", "12",
+        "--epochs", "1", "--batch-size", "4", "--logger", "none", "--accelerator", "cpu",
+    )  # fmt: skip
+    result = train(config, args.output_dir)
+    assert isinstance(result.module.net.generator, RegionGenerator)
+    assert np.isfinite(result.summary["metrics"]["train_loss"])
+    scan = read_scan(scan_file)
+    loaded = load_model_bundle(Path(args.output_dir) / "model.zip")
+    assert isinstance(loaded.module.net.generator, RegionGenerator) and loaded.gridsize == 2
+    first = predict_object(result.module.eval(), scan, gridsize=2, progress=False)
+    again = predict_object(loaded.module, scan, gridsize=2, progress=False)
+    np.testing.assert_array_equal(first.object, again.object)

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 #: Generator names; :mod:`ptychopinn.models.generators` registers exactly these.
-GENERATOR_NAMES = ("cnn", "fno", "hybrid")
+GENERATOR_NAMES = ("cnn", "fno", "hybrid", "region", "unrolled")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 _PRECISION_ALIASES = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
@@ -143,11 +143,12 @@ class ModelConfig(_Section):
     Attributes
     ----------
     generator : str
-        ``cnn``, ``fno`` or ``hybrid`` (see :mod:`ptychopinn.models.generators`).
+        ``cnn``, ``fno``, ``hybrid``, ``region`` or ``unrolled`` (see
+        :mod:`ptychopinn.models.generators`).
     width : int
         Channels of the first stage (the CNN's filter scale; the FNO's width).
     depth : int
-        Stages (CNN and hybrid) or spectral blocks (FNO).
+        Stages (CNN and hybrid) or spectral blocks (FNO; region: encoder + decoder).
     modes : int
         Fourier modes kept per axis by spectral layers (at most N/2 at their resolution).
     amplitude_max : float

@@ -275,6 +275,10 @@ def _add_train_options(parser: argparse.ArgumentParser, *, scan_data: bool = Tru
     if scan_data:
         add(training, "--init-from", dest="training__init_from", metavar="BUNDLE",
             help="start from a (pretrained) model bundle's network weights; its architecture is used")
+    else:
+        add(training, "--init-from", dest="training__init_from", metavar="BUNDLE",
+            help="start from a bundle's network weights: the same architecture, or an fno bundle "
+            "as the encoder of --generator unrolled")
     add(training, "--mae-weight", dest="training__mae_weight", type=_non_negative_float,
         help="weight of the amplitude MAE in poisson+mae")
 

@@ -72,4 +72,9 @@ class PtychoPINN(nn.Module):
         self.forward_model = forward_model
 
     def forward(self, x: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.forward_model(self.generator(x), offsets)
+        inputs = [x]
+        if getattr(self.generator, "uses_offsets", False):
+            inputs.append(offsets)
+        if getattr(self.generator, "uses_probe", False):
+            inputs.append(self.forward_model.probe)
+        return self.forward_model(self.generator(*inputs), offsets)

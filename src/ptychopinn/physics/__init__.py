@@ -20,6 +20,7 @@ from .overlap import (
     region_positions,
     region_size,
 )
+from .projection import data_consistency_step, replace_modulus
 from .propagation import far_field, far_field_inverse, fresnel_propagate, fresnel_transfer_function
 from .stitching import PatchStitcher, StitchedObject, canvas_shape, stitch_patches
 from .translation import extract_patches, scatter_patches, translate
@@ -30,6 +31,7 @@ __all__ = [
     "amplitude_mae",
     "as_probe_modes",
     "canvas_shape",
+    "data_consistency_step",
     "diffraction_intensity",
     "disk_weight",
     "enforce_overlap",
@@ -46,6 +48,7 @@ __all__ = [
     "probe_weight",
     "region_positions",
     "region_size",
+    "replace_modulus",
     "scatter_patches",
     "stitch_patches",
     "translate",

@@ -38,8 +38,12 @@ def probe_overlap(first: np.ndarray, second: np.ndarray) -> float:
     return float(abs(np.vdot(a, b)) / norm) if norm > 0 else 0.0
 
 
-def matching_bundle(probe: np.ndarray, *, gridsize: int = 1) -> Path | None:
-    """A shipped pretrained bundle made for this probe (same N, overlap >= 0.99), or None."""
+def matching_bundle(probe: np.ndarray, *, gridsize: int | None = None) -> Path | None:
+    """A shipped pretrained bundle made for this probe (same N, overlap >= 0.99), or None.
+
+    ``gridsize`` restricts the search to bundles of that gridsize; by default any will do
+    (a bundle groups the scan's patterns by its own gridsize).
+    """
     probe = np.asarray(probe)
     probe = probe if probe.ndim == 3 else probe[None]
     for bundle in shipped_bundles():
@@ -48,10 +52,9 @@ def matching_bundle(probe: np.ndarray, *, gridsize: int = 1) -> Path | None:
         except BundleError as exc:
             log.warning("skipping shipped bundle %s: %s", bundle.name, exc)
             continue
-        if (
-            int(manifest.get("gridsize", 0)) != gridsize
-            or int(manifest.get("pattern_size", 0)) != probe.shape[-1]
-        ):
+        if (gridsize is not None and int(manifest.get("gridsize", 0)) != gridsize) or int(
+            manifest.get("pattern_size", 0)
+        ) != probe.shape[-1]:
             continue
         key = manifest.get("probe_key", "net.forward_model.probe_real")
         if key not in tensors:

@@ -31,13 +31,14 @@ from ..models import PINNModule
 from ..simulate import PROBE_KINDS, SimulationConfig
 from ..simulate.probes import probe_from_file
 from ..simulate.simulator import make_probe
-from .bundles import save_model_bundle
+from .bundles import load_model_bundle, save_model_bundle
 from .report import training_curves, write_report
 from .training import (
     TrainResult,
     build_trainer,
     checkpoint_paths,
     final_metrics,
+    load_pretrained_weights,
     log,
     resolve_resume,
     write_text_atomic,
@@ -167,6 +168,9 @@ def pretrain(
         input_normalisation="per_scan",
         probe=torch.from_numpy(probe),
     )
+    if run.training.init_from is not None:
+        origin = f"training.init_from = {run.training.init_from}"
+        load_pretrained_weights(module, load_model_bundle(run.training.init_from), origin)
     trainer = build_trainer(execution, run.training, output_dir, has_validation)
     started = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume_path)

@@ -33,6 +33,7 @@ from ..data import (
 )
 from ..io import Scan, atomic_path, read_scan
 from ..models import PINNModule
+from ..models.generators import FNOGenerator, UnrolledGenerator
 from .bundles import load_model_bundle, save_model_bundle
 from .report import training_curves, write_report
 from .signals import GracefulStop
@@ -208,6 +209,35 @@ def with_architecture_of(config: RunConfig, pretrained: Any) -> RunConfig:
     return config.updated({"model": architecture}, source=f"{config.training.init_from}: model")
 
 
+def load_pretrained_weights(module: PINNModule, pretrained: Any, origin: str) -> None:
+    """Start ``module``'s network from a loaded bundle's weights.
+
+    The architectures must agree, except that an ``fno`` network may become the per-pattern
+    encoder of an ``unrolled`` one (whose physics steps then start as plain projections).
+
+    Raises
+    ------
+    ValueError
+        The patch sizes differ, or the weights do not fit the network.
+    """
+    size = int(module.hparams.size)
+    if pretrained.pattern_size != size:
+        raise ValueError(
+            f"{origin}: the model takes {pretrained.pattern_size}-pixel patterns, this run has {size}"
+        )
+    target, source = module.net.generator, pretrained.module.net.generator
+    if isinstance(target, UnrolledGenerator) and isinstance(source, FNOGenerator):
+        target = target.encoder
+    try:
+        target.load_state_dict(source.state_dict())
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{origin}: its {type(source).__name__} weights do not fit this run's "
+            f"{type(module.net.generator).__name__} ({str(exc).splitlines()[0]})"
+        ) from None
+    log.info("network weights from %s", origin)
+
+
 def build_trainer(
     execution: ExecutionConfig, training: TrainingConfig, output_dir: Path, has_validation: bool
 ) -> L.Trainer:
@@ -315,13 +345,7 @@ def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | Non
         mask=None if scan.mask is None else torch.from_numpy(scan.mask),
     )
     if pretrained is not None:
-        if pretrained.pattern_size != scan.pattern_size:
-            raise ValueError(
-                f"training.init_from = {config.training.init_from}: the model takes "
-                f"{pretrained.pattern_size}-pixel patterns, the training scan has {scan.pattern_size}"
-            )
-        module.net.generator.load_state_dict(pretrained.module.net.generator.state_dict())
-        log.info("network weights from %s", config.training.init_from)
+        load_pretrained_weights(module, pretrained, f"training.init_from = {config.training.init_from}")
     loader_options = dict(
         batch_size=execution.batch_size,
         num_workers=execution.num_workers,

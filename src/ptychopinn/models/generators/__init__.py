@@ -1,7 +1,9 @@
 """Generators: networks from a group's C diffraction patterns to C complex object patches.
 
 Chosen by name from :data:`GENERATORS`. Every generator takes ``(B, C, N, N)`` normalised
-amplitudes and returns ``(B, C, N, N)`` complex64 patches.
+amplitudes (and, when it sets ``uses_offsets`` / ``uses_probe``, the ``(B, C, 2)`` group offsets /
+the ``(M, N, N)`` probe) and returns
+``(B, C, N, N)`` complex64 patches.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ from ...config import GENERATOR_NAMES, ModelConfig
 from .cnn import CNNGenerator
 from .fno import FNOGenerator
 from .hybrid import HybridGenerator
+from .region import RegionGenerator
+from .unrolled import UnrolledGenerator
 
 GENERATORS: dict[str, type[nn.Module]] = {
     "cnn": CNNGenerator,
     "fno": FNOGenerator,
     "hybrid": HybridGenerator,
+    "region": RegionGenerator,
+    "unrolled": UnrolledGenerator,
 }
 assert tuple(GENERATORS) == GENERATOR_NAMES, "config.GENERATOR_NAMES must list the registry"
 
@@ -39,4 +45,12 @@ def build_generator(config: ModelConfig, channels: int, size: int) -> nn.Module:
     )
 
 
-__all__ = ["GENERATORS", "CNNGenerator", "FNOGenerator", "HybridGenerator", "build_generator"]
+__all__ = [
+    "GENERATORS",
+    "CNNGenerator",
+    "FNOGenerator",
+    "HybridGenerator",
+    "RegionGenerator",
+    "UnrolledGenerator",
+    "build_generator",
+]
