@@ -338,3 +338,12 @@ def test_infer_refuses_a_scan_of_another_size(trained, tmp_path):
     other = simulate_scan(SimulationConfig(pattern_size=32, n_positions=9, step_px=4))
     with pytest.raises(ValueError, match="model expects 16"):
         predict_object(load_model_bundle(trained.bundle).module, other, gridsize=2, progress=False)
+
+
+def test_data_consistency_steps_need_a_gridsize_1_fno_network(trained, scan_file, tmp_path, capsys):
+    code = main(["infer", "--model", str(trained.bundle), "--data", str(scan_file),
+                 "--output-dir", str(tmp_path / "out"), "--data-consistency-steps", "2",
+                 "--no-progress"])  # fmt: skip
+    assert code != 0
+    assert "gridsize-1 fno" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "reconstruction.npz").exists()

@@ -67,3 +67,27 @@ def test_no_pretrained_flag_starts_flat(readme_scan, tmp_path):
     assert code == 0
     summary = json.loads((out / "reconstruct.json").read_text())
     assert summary["start"] == "constant" and summary["model"] is None
+
+
+def test_data_consistency_steps_use_the_overlap_the_network_alone_cannot(readme_scan, tmp_path, capsys):
+    from ptychopinn.cli.main import main
+    from ptychopinn.workflows.inference import with_data_consistency
+
+    (bundle,) = shipped_bundles()
+    module = load_model_bundle(bundle).module
+    plain = predict_object(module, readme_scan, gridsize=1)
+    stepped = predict_object(with_data_consistency(module, 8), readme_scan, gridsize=2, n_groups=288)
+    before = compare_to_truth(plain.object, readme_scan.object, plain.weight_sum).phase
+    after = compare_to_truth(stepped.object, readme_scan.object, stepped.weight_sum).phase
+    # measured: Pearson 0.67 -> 0.86, SSIM 0.26 -> 0.49 (8 steps over 2 x 2 groups, half the groups)
+    assert after.pearson >= 0.8 and after.pearson > before.pearson + 0.1
+    assert after.ssim > before.ssim + 0.1
+    # the flag reaches it from the command line
+    write_scan(readme_scan, tmp_path / "scan.npz")
+    out = tmp_path / "stepped"
+    code = main(["infer", "--model", str(bundle), "--data", str(tmp_path / "scan.npz"),
+                 "--output-dir", str(out), "--data-consistency-steps", "2", "--n-groups", "64",
+                 "--no-progress", "--accelerator", "cpu"])  # fmt: skip
+    assert code == 0
+    assert json.loads((out / "inference.json").read_text())["data_consistency_steps"] == 2
+    assert (out / "metrics.json").is_file()

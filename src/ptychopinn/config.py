@@ -153,6 +153,12 @@ class ModelConfig(_Section):
         Fourier modes kept per axis by spectral layers (at most N/2 at their resolution).
     amplitude_max : float
         Object amplitude lies in (0, amplitude_max) (a sigmoid); phase in (-pi, pi) (pi tanh).
+    unroll_steps : int
+        ``unrolled`` generator: K, data-consistency steps through the probe after the
+        per-pattern guess (ignored by the others).
+    unroll_corrections : bool
+        ``unrolled`` generator: a learned correction after each step (off: plain projection
+        steps, only their step sizes learned).
     probe_trainable : bool
         Refine the probe as a parameter during training.
     probe_calibration : str
@@ -168,6 +174,8 @@ class ModelConfig(_Section):
     depth: int = 3
     modes: int = 12
     amplitude_max: float = 2.0
+    unroll_steps: int = 4
+    unroll_corrections: bool = True
     probe_trainable: bool = False
     probe_calibration: str = "auto"
     overlap_window: str = "probe"
@@ -180,6 +188,10 @@ class ModelConfig(_Section):
             self._fail("depth", "must be <= 6")
         self._int("modes", 1)
         self._float("amplitude_max", 0.0, strict=True)
+        self._int("unroll_steps", 0)
+        if self.unroll_steps > 64:
+            self._fail("unroll_steps", "must be <= 64")
+        self._bool("unroll_corrections")
         self._bool("probe_trainable")
         self._choice("probe_calibration", PROBE_CALIBRATIONS)
         self._choice("overlap_window", OVERLAP_WINDOWS)

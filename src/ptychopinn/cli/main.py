@@ -79,6 +79,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _add_simulation_options(parser: argparse.ArgumentParser) -> None:
     d = _DEFAULTS
     group = parser.add_argument_group("scan")
@@ -259,6 +269,10 @@ def _add_train_options(parser: argparse.ArgumentParser, *, scan_data: bool = Tru
     add(model, "--depth", dest="model__depth", type=_positive_int, help="stages or spectral blocks")
     add(model, "--modes", dest="model__modes", type=_positive_int,
         help="Fourier modes of spectral layers")
+    add(model, "--unroll-steps", dest="model__unroll_steps", type=_non_negative_int,
+        help="unrolled generator: data-consistency steps (default 4)")
+    add(model, "--unroll-corrections", dest="model__unroll_corrections", action=bool_flag,
+        help="unrolled generator: a learned correction after each step (default on)")
     add(model, "--probe-trainable", dest="model__probe_trainable", action=bool_flag,
         help="refine the probe during training")
     add(model, "--probe-calibration", dest="model__probe_calibration", choices=PROBE_CALIBRATIONS,
@@ -477,6 +491,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=None,
         help="photons per pattern for NPZ files with normalised amplitudes",
+    )
+    infer.add_argument(
+        "--data-consistency-steps",
+        type=_non_negative_int,
+        default=0,
+        metavar="K",
+        help="follow a gridsize-1 fno network by K data-consistency steps through the probe over "
+        "2 x 2 groups of patterns (default 0: the network alone); better phase, K times slower",
     )
     infer.add_argument("--no-progress", action="store_true", help="no progress bar")
     infer.add_argument(
@@ -725,7 +747,7 @@ def _infer(args: argparse.Namespace) -> int:
         devices=ExecutionConfig(devices=args.devices).devices, num_workers=args.num_workers,
         inference_batch_size=args.inference_batch_size, n_groups=args.n_groups,
         photons_per_pattern=args.nphotons, progress=False if args.no_progress else None,
-        ptychodus_product=args.ptychodus_product,
+        ptychodus_product=args.ptychodus_product, data_consistency_steps=args.data_consistency_steps,
     )  # fmt: skip
     print(
         f"reconstructed {args.data} at {result.patterns_per_second:.0f} patterns/s; "

@@ -134,6 +134,46 @@ def predict_object(
     )
 
 
+def with_data_consistency(module: PINNModule, steps: int, gridsize: int = 2) -> PINNModule:
+    """A gridsize-1 ``fno`` network followed by plain data-consistency steps over groups.
+
+    The network's per-pattern guesses of each group of ``gridsize^2`` neighbouring patterns
+    are merged into the group's region and pulled ``steps`` times towards the group's
+    measured amplitudes through the probe (the ``unrolled`` generator with the network as
+    its encoder, step sizes 1 and no learned corrections): one fixed forward pass that uses
+    the overlap the network alone cannot (``benchmarks/bench_information.py``). Quality grows
+    with ``steps``, and so does the time.
+
+    Raises
+    ------
+    ValueError
+        The network is not a gridsize-1 fno, or ``steps``/``gridsize`` are out of range.
+    """
+    hparams = dict(module.hparams)
+    model = dict(hparams["model"])
+    if model["generator"] != "fno" or int(hparams["channels"]) != 1:
+        raise ValueError(
+            f"data-consistency steps need a gridsize-1 fno network; this one is a "
+            f"{model['generator']} with {hparams['channels']} channel(s)"
+        )
+    if steps < 1 or gridsize < 1:
+        raise ValueError(f"need steps >= 1 and gridsize >= 1, got {steps} and {gridsize}")
+    model.update(generator="unrolled", unroll_steps=int(steps), unroll_corrections=False)
+    wrapped = PINNModule(
+        model=model,
+        training=dict(hparams["training"]),
+        channels=gridsize**2,
+        size=int(hparams["size"]),
+        probe_modes=int(hparams["probe_modes"]),
+        input_scale=float(module.input_scale),
+        input_normalisation=hparams.get("input_normalisation", "frozen"),
+        probe=module.net.forward_model.probe.detach().clone(),
+        mask=module.mask,
+    )
+    wrapped.net.generator.encoder.load_state_dict(module.net.generator.state_dict())
+    return wrapped.eval()
+
+
 @dataclass
 class InferenceResult:
     reconstruction: Reconstruction
@@ -155,8 +195,12 @@ def infer(
     photons_per_pattern: float | None = None,
     progress: bool | None = None,
     ptychodus_product: bool = False,
+    data_consistency_steps: int = 0,
 ) -> InferenceResult:
     """Reconstruct ``data`` with the bundle ``model`` and write every output to ``output_dir``.
+
+    ``data_consistency_steps`` > 0 follows a gridsize-1 fno network by that many
+    data-consistency steps over 2 x 2 groups (:func:`with_data_consistency`).
 
     Writes ``reconstruction.npz``, ``amplitude.tiff``, ``phase.tiff``, ``amplitude.png``,
     ``phase.png`` and, when the scan holds a ground-truth object, ``metrics.json``; with
@@ -169,8 +213,11 @@ def infer(
     batch = inference_batch_size or loaded.config.execution.inference_batch_size
     device = resolve_device(accelerator, devices)
     started = time.perf_counter()
+    module, gridsize = loaded.module, loaded.gridsize
+    if data_consistency_steps:
+        module, gridsize = with_data_consistency(module, data_consistency_steps, gridsize=2), 2
     reconstruction = predict_object(
-        loaded.module, scan, gridsize=loaded.gridsize, n_groups=n_groups, batch_size=batch,
+        module, scan, gridsize=gridsize, n_groups=n_groups, batch_size=batch,
         device=device, num_workers=num_workers, seed=loaded.config.execution.seed,
         progress=progress,
     )  # fmt: skip
@@ -191,6 +238,7 @@ def infer(
         "data": os.fspath(data),
         "device": str(device),
         "batch_size": batch,
+        "data_consistency_steps": data_consistency_steps,
         "seconds": elapsed,
         "patterns": scan.n_patterns,
         "patterns_per_second": scan.n_patterns / elapsed if elapsed > 0 else None,

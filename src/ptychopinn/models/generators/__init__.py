@@ -35,6 +35,9 @@ def build_generator(config: ModelConfig, channels: int, size: int) -> nn.Module:
         raise ValueError(
             f"unknown generator '{config.generator}'; choose from {', '.join(GENERATORS)}"
         ) from None
+    extra = {}
+    if cls is UnrolledGenerator:
+        extra = {"iterations": config.unroll_steps, "corrections": config.unroll_corrections}
     return cls(
         channels=channels,
         size=size,
@@ -42,6 +45,7 @@ def build_generator(config: ModelConfig, channels: int, size: int) -> nn.Module:
         depth=config.depth,
         modes=config.modes,
         amplitude_max=config.amplitude_max,
+        **extra,
     )
 
 

@@ -49,6 +49,13 @@ class RegionCorrection(nn.Module):
         return torch.complex(out[:, 0], out[:, 1])
 
 
+class ZeroCorrection(nn.Module):
+    """``R_k = 0``: the step stays a plain projection."""
+
+    def forward(self, region: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(region)
+
+
 class UnrolledGenerator(nn.Module):
     """Per-pattern FNO guess -> K x (data consistency + learned correction) -> patches.
 
@@ -63,6 +70,9 @@ class UnrolledGenerator(nn.Module):
         bundle's weights fit it as they are).
     iterations : int
         K, unrolled data-consistency steps.
+    corrections : bool
+        A learned correction ``R_k`` after each step; without, the steps are plain
+        projections (only their sizes alpha_k are learned).
     """
 
     uses_offsets = True
@@ -77,13 +87,15 @@ class UnrolledGenerator(nn.Module):
         modes: int = 12,
         amplitude_max: float = 2.0,
         iterations: int = 4,
+        corrections: bool = True,
     ):
         super().__init__()
         self.encoder = FNOGenerator(
             1, size, width=width, depth=depth, modes=modes, amplitude_max=amplitude_max
         )
         self.steps = nn.Parameter(torch.ones(iterations))
-        self.corrections = nn.ModuleList([RegionCorrection(width, modes) for _ in range(iterations)])
+        correction = (lambda: RegionCorrection(width, modes)) if corrections else ZeroCorrection
+        self.corrections = nn.ModuleList([correction() for _ in range(iterations)])
         self.channels = channels
 
     def forward(self, x: torch.Tensor, offsets: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:
@@ -100,5 +112,6 @@ class UnrolledGenerator(nn.Module):
         amplitude = x.float()
         for step, correct in zip(self.steps, self.corrections, strict=True):
             region = data_consistency_step(region, positions, probe, amplitude, step=step, match_energy=True)
-            region = region + correct(region)
+            if not isinstance(correct, ZeroCorrection):
+                region = region + correct(region)
         return extract_patches(region, positions, size)
