@@ -9,6 +9,8 @@ photon range is 3e4..3e7). For each scan:
 - refinement from a constant object and from the network's prediction
   (``reconstruct``): the time to phase SSIM 0.95 (counted from the start, network included).
 
+With ``--data-consistency-steps K ...`` the single pass is also measured with K plain
+data-consistency steps over 2 x 2 groups after the network (``infer --data-consistency-steps``).
 With ``--checkpoints`` it also evaluates the single pass of checkpoints saved during
 pretraining: quality against training budget (the curve). With ``--compare`` it evaluates
 bundles of other generators pretrained with the same budget.
@@ -56,14 +58,20 @@ def held_out_scans(work: Path, n_positions: int) -> list[tuple[str, Path]]:
     return scans
 
 
-def single_pass(module, scan_path: Path) -> dict:
+def single_pass(module, scan_path: Path, steps: int = 0) -> dict:
+    """Network alone (``steps`` = 0), or followed by data-consistency steps over 2 x 2 groups."""
     from ptychopinn.io import read_scan
     from ptychopinn.workflows import predict_object
     from ptychopinn.workflows.evaluation import compare_to_truth
+    from ptychopinn.workflows.inference import with_data_consistency
 
     scan = read_scan(scan_path)
     started = time.perf_counter()
-    predicted = predict_object(module, scan, gridsize=int(module.hparams.channels**0.5), batch_size=64)
+    if steps:
+        module, gridsize = with_data_consistency(module, steps, gridsize=2), 2
+    else:
+        gridsize = round(module.hparams.channels**0.5)
+    predicted = predict_object(module, scan, gridsize=gridsize, batch_size=64, progress=False)
     seconds = time.perf_counter() - started
     comparison = compare_to_truth(
         predicted.object, scan.object, predicted.weight_sum, pixel_size_m=scan.pixel_size_m()
@@ -79,6 +87,16 @@ def single_pass(module, scan_path: Path) -> dict:
     }
 
 
+def print_single_pass(rows: list[dict]) -> None:
+    print(f"{'held-out scan':<14} {'DC steps':>8} {'phase SSIM':>10} {'Pearson':>8} {'amp SSIM':>9} "
+          f"{'FRC px':>7} {'s/scan':>7}")  # fmt: skip
+    for row in rows:
+        for steps, r in [("0", row["single_pass"]), *row.get("with_steps", {}).items()]:
+            frc = f"{r['frc_resolution_px']:.2f}" if r["frc_resolution_px"] else "-"
+            print(f"{row['scan']:<14} {steps:>8} {r['phase_ssim']:>10.3f} {r['phase_pearson']:>8.3f} "
+                  f"{r['amplitude_ssim']:>9.3f} {frc:>7} {r['seconds']:>7.2f}")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -88,6 +106,15 @@ def main() -> int:
     parser.add_argument("--compare", nargs="*", default=[], metavar="NAME=BUNDLE", help="other generators")
     parser.add_argument("--n-positions", type=int, default=576, help="positions per held-out scan")
     parser.add_argument("--refine-budget", type=float, default=30.0, help="refinement seconds per start")
+    parser.add_argument(
+        "--data-consistency-steps",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="K",
+        help="also: the single pass followed by K data-consistency steps (2 x 2 groups)",
+    )
+    parser.add_argument("--single-pass-only", action="store_true", help="skip refinement, curve, generators")
     parser.add_argument("--output", default="benchmarks/results/pretrained.json")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
@@ -105,7 +132,14 @@ def main() -> int:
     for label, path in scans:
         row = {"scan": label, "single_pass": single_pass(loaded.module, path)}
         print(f"{label}: single pass {row['single_pass']}", file=sys.stderr)
+        row["with_steps"] = {str(k): single_pass(loaded.module, path, k) for k in args.data_consistency_steps}
         rows.append(row)
+    if args.single_pass_only:
+        print_single_pass(rows)
+        output = write_results(args.output, {"benchmark": "pretrained", "machine": machine(),
+                                             "model": os.fspath(args.model), "held_out": rows})  # fmt: skip
+        print(f"wrote {output}")
+        return 0
     # refinement side by side on the headline scan (unseen class at 1e6 photons)
     headline = scans[0][1]
     refinement = {
@@ -132,14 +166,7 @@ def main() -> int:
 
     print(f"\nmodel: {args.model} ({manifest['generator']}, {manifest.get('global_steps')} steps, "
           f"{manifest.get('wall_time_s', 0):.0f} s of pretraining)")  # fmt: skip
-    print(
-        f"{'held-out scan':<14} {'phase SSIM':>10} {'Pearson':>8} {'amp SSIM':>9} {'FRC px':>7} {'s/scan':>7}"
-    )
-    for row in rows:
-        r = row["single_pass"]
-        frc = f"{r['frc_resolution_px']:.2f}" if r["frc_resolution_px"] else "-"
-        print(f"{row['scan']:<14} {r['phase_ssim']:>10.3f} {r['phase_pearson']:>8.3f} "
-              f"{r['amplitude_ssim']:>9.3f} {frc:>7} {r['seconds']:>7.2f}")  # fmt: skip
+    print_single_pass(rows)
     print(f"\nrefinement on '{scans[0][0]}' ({args.refine_budget:.0f} s):")
     for start, r in refinement.items():
         times = ", ".join(
