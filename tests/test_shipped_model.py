@@ -91,3 +91,16 @@ def test_data_consistency_steps_use_the_overlap_the_network_alone_cannot(readme_
     assert code == 0
     assert json.loads((out / "inference.json").read_text())["data_consistency_steps"] == 2
     assert (out / "metrics.json").is_file()
+
+
+def test_data_consistency_steps_warn_about_masked_pixels(tmp_path, caplog):
+    from ptychopinn.workflows import infer
+
+    scan = simulate_scan(SimulationConfig(n_positions=36, beamstop_radius_px=2.0))
+    assert scan.mask is not None and not scan.mask.all()
+    write_scan(scan, tmp_path / "scan.npz")
+    (bundle,) = shipped_bundles()
+    with caplog.at_level("WARNING", logger="ptychopinn"):
+        infer(bundle, tmp_path / "scan.npz", tmp_path / "out", data_consistency_steps=1, n_groups=4,
+              accelerator="cpu", progress=False)  # fmt: skip
+    assert "masked detector pixels count as zero" in caplog.text

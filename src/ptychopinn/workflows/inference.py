@@ -8,6 +8,7 @@ patch is stitched into the full object with a weighted scatter-add (physics.md, 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from .bundles import load_model_bundle, resolve_device
 from .evaluation import compare_to_truth
 from .outputs import check_product_metadata, write_product, write_reconstruction
 from .report import write_report
+
+log = logging.getLogger("ptychopinn")
 
 
 @dataclass
@@ -216,6 +219,11 @@ def infer(
     module, gridsize = loaded.module, loaded.gridsize
     if data_consistency_steps:
         module, gridsize = with_data_consistency(module, data_consistency_steps, gridsize=2), 2
+        if scan.mask is not None and not scan.mask.all():
+            log.warning(
+                "%s: %d masked detector pixels count as zero in the data-consistency steps",
+                scan.source, int((~scan.mask).sum()),
+            )  # fmt: skip
     reconstruction = predict_object(
         module, scan, gridsize=gridsize, n_groups=n_groups, batch_size=batch,
         device=device, num_workers=num_workers, seed=loaded.config.execution.seed,
