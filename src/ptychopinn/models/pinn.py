@@ -2,6 +2,9 @@
 
 x (normalised amplitudes) -> generator -> O_k -> overlap constraint (C > 1) -> O'_k
 -> lambda_k = sum_m |F(P_m O'_k)|^2  (expected counts, compared with the measured I_k)
+
+Generators that set ``uses_offsets`` / ``uses_probe`` also get the group offsets / the probe
+(the ``region`` and ``unrolled`` generators place the patterns, or step through the physics).
 """
 
 from __future__ import annotations
