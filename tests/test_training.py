@@ -498,6 +498,8 @@ def test_config_precedence_defaults_file_flags(tmp_path, scan_file):
         (ModelConfig, "width", 0, "must be >= 1"),
         (ModelConfig, "probe_calibration", "maybe", "must be one of"),
         (ModelConfig, "amplitude_max", 0.0, "must be > 0"),
+        (ModelConfig, "unroll_steps", -1, "must be >= 0"),
+        (ModelConfig, "unroll_steps", 65, "must be <= 64"),
         (TrainingConfig, "epochs", 0, "must be >= 1"),
         (TrainingConfig, "loss", "mse", "must be one of"),
         (TrainingConfig, "time_budget_s", float("nan"), "finite"),
@@ -610,3 +612,19 @@ def test_region_generator_trains_at_gridsize_2_and_its_bundle_predicts_the_same(
     first = predict_object(result.module.eval(), scan, gridsize=2, progress=False)
     again = predict_object(loaded.module, scan, gridsize=2, progress=False)
     np.testing.assert_array_equal(first.object, again.object)
+
+
+def test_unroll_flags_reach_the_unrolled_generator(scan_file, tmp_path):
+    from ptychopinn.models.generators import UnrolledGenerator
+
+    config, args = run_cli_config(
+        scan_file, tmp_path, "--generator", "unrolled", "--gridsize", "2", "--unroll-steps", "2",
+        "--no-unroll-corrections", "--n-groups", "8", "--epochs", "1", "--batch-size", "4",
+        "--logger", "none", "--accelerator", "cpu",
+    )  # fmt: skip
+    assert config.model.unroll_steps == 2 and config.model.unroll_corrections is False
+    generator = train(config, args.output_dir).module.net.generator
+    assert isinstance(generator, UnrolledGenerator)
+    assert generator.steps.shape == (2,) and len(generator.corrections) == 0
+    config, _ = run_cli_config(scan_file, tmp_path, "--generator", "unrolled", "--unroll-steps", "3")
+    assert config.model.unroll_steps == 3 and config.model.unroll_corrections is True

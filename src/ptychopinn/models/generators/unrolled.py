@@ -49,13 +49,6 @@ class RegionCorrection(nn.Module):
         return torch.complex(out[:, 0], out[:, 1])
 
 
-class ZeroCorrection(nn.Module):
-    """``R_k = 0``: the step stays a plain projection."""
-
-    def forward(self, region: torch.Tensor) -> torch.Tensor:
-        return torch.zeros_like(region)
-
-
 class UnrolledGenerator(nn.Module):
     """Per-pattern FNO guess -> K x (data consistency + learned correction) -> patches.
 
@@ -94,8 +87,10 @@ class UnrolledGenerator(nn.Module):
             1, size, width=width, depth=depth, modes=modes, amplitude_max=amplitude_max
         )
         self.steps = nn.Parameter(torch.ones(iterations))
-        correction = (lambda: RegionCorrection(width, modes)) if corrections else ZeroCorrection
-        self.corrections = nn.ModuleList([correction() for _ in range(iterations)])
+        # empty without corrections: the steps stay plain projections
+        self.corrections = nn.ModuleList(
+            [RegionCorrection(width, modes) for _ in range(iterations)] if corrections else []
+        )
         self.channels = channels
 
     def forward(self, x: torch.Tensor, offsets: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:
@@ -110,8 +105,8 @@ class UnrolledGenerator(nn.Module):
         region, _ = merge_patches(guesses, offsets, probe_weight(probe), canvas_size=side)
         positions = region_positions(offsets, side)
         amplitude = x.float()
-        for step, correct in zip(self.steps, self.corrections, strict=True):
+        for k, step in enumerate(self.steps):
             region = data_consistency_step(region, positions, probe, amplitude, step=step, match_energy=True)
-            if not isinstance(correct, ZeroCorrection):
-                region = region + correct(region)
+            if self.corrections:
+                region = region + self.corrections[k](region)
         return extract_patches(region, positions, size)
