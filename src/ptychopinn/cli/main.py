@@ -25,6 +25,7 @@ from ..workflows import (
     REFINE_LOSSES,
     SCAN_KINDS,
     SCHEDULERS,
+    SOLVERS,
     STRATEGIES,
     BundleError,
     CorpusConfig,
@@ -47,6 +48,11 @@ from ..workflows import (
 
 _DEFAULTS = SimulationConfig()
 EXIT_INTERRUPTED = 3
+
+
+def _solver_defaults(option: str) -> str:
+    """``name value`` for every refinement solver, from the solvers' own defaults."""
+    return ", ".join(f"{name} {solver.defaults[option]}" for name, solver in SOLVERS.items())
 
 
 def _positive_float(text: str) -> float:
@@ -554,22 +560,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.epochs,
         help=f"maximum refinement epochs (default {d.epochs})",
     )
-    rec.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer, help="lbfgs (default) or adam")
+    rec.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=d.optimizer,
+        help="auto (default: preconditioned with --refine-probe, else lbfgs), preconditioned "
+        "(PIE/LSQML-class minibatch updates), lbfgs or adam",
+    )
     rec.add_argument(
         "--learning-rate",
         "--lr",
         type=_positive_float,
         default=None,
-        help=f"step size (default {d.learning_rate} for lbfgs, 0.02 for adam)",
+        help="step size (default: the solver's: " + _solver_defaults("learning_rate") + ")",
     )
     rec.add_argument(
         "--batch-size",
         type=_positive_int,
         default=None,
-        help=f"positions per step (adam; default 16) or per chunk (lbfgs; default {d.batch_size})",
+        help="positions per update, or per chunk for lbfgs (default: the solver's: "
+        + _solver_defaults("batch_size") + ")",
     )
     rec.add_argument(
-        "--loss", choices=REFINE_LOSSES, default=d.loss, help="poisson (default) or amplitude_mae"
+        "--loss",
+        choices=REFINE_LOSSES,
+        default=None,
+        help="noise model (default: the solver's: " + _solver_defaults("loss") + ")",
     )
     rec.add_argument("--refine-probe", action="store_true", help="also refine the probe")
     rec.add_argument(
@@ -577,6 +593,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         help="with --refine-probe: grow the probe to this many incoherent modes",
+    )
+    rec.add_argument(
+        "--probe-support-radius",
+        type=_positive_float,
+        default=None,
+        metavar="PIXELS",
+        help="with --refine-probe: keep the probe zero outside a centred disk of this radius",
+    )
+    rec.add_argument(
+        "--no-probe-calibration",
+        action="store_true",
+        help="use the probe's power as given (default: scaled to the measured counts, the "
+        "factor reported in reconstruct.json)",
+    )
+    rec.add_argument(
+        "--refine-background",
+        action="store_true",
+        help="also fit an additive background per detector pixel (counts)",
     )
     rec.add_argument("--correct-positions", action="store_true", help="also refine the scan positions")
     rec.add_argument(
@@ -757,16 +791,18 @@ def _infer(args: argparse.Namespace) -> int:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
-    adam = args.optimizer == "adam"
     refinement = RefinementConfig(
         epochs=args.epochs,
         time_budget_s=args.time_budget,
         optimizer=args.optimizer,
-        learning_rate=args.learning_rate or (0.02 if adam else RefinementConfig.learning_rate),
-        batch_size=args.batch_size or (16 if adam else RefinementConfig.batch_size),
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
         loss=args.loss,
+        calibrate_probe=not args.no_probe_calibration,
         refine_probe=args.refine_probe,
         probe_modes=args.probe_modes,
+        probe_support_radius_px=args.probe_support_radius,
+        refine_background=args.refine_background,
         correct_positions=args.correct_positions,
         max_position_shift_px=args.max_position_shift,
         tv_weight=args.tv_weight,

@@ -3,6 +3,7 @@
 Depends on nothing else in the package except :mod:`ptychopinn.units`.
 """
 
+from .arrays import ArrayLayout, detect_zero_frequency, read_arrays
 from .atomic import atomic_path
 from .bundle import BUNDLE_FORMAT_VERSION, BundleError, read_bundle, write_bundle
 from .cxi import read_cxi, write_cxi
@@ -15,6 +16,9 @@ from .ptychodus import PtychodusProduct, read_ptychodus, read_ptychodus_product,
 from .scan import PatternSource, Scan, ScanMetadata
 
 __all__ = [
+    "ArrayLayout",
+    "detect_zero_frequency",
+    "read_arrays",
     "BUNDLE_FORMAT_VERSION",
     "BundleError",
     "read_bundle",

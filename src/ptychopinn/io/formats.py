@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .arrays import is_scan_description, read_arrays
 from .cxi import read_cxi, write_cxi
 from .errors import ScanFileError
 from .npz import read_npz, write_npz
@@ -73,14 +74,18 @@ def read_scan(
     Parameters
     ----------
     path : str or os.PathLike
-        NPZ (PtychoPINN contract) or CXI/HDF5 file, or ptychodus' layout (a directory with
-        ``diffraction.h5`` and ``product.h5``, or one of them).
+        NPZ (PtychoPINN contract) or CXI/HDF5 file, ptychodus' layout (a directory with
+        ``diffraction.h5`` and ``product.h5``, or one of them), or a scan description
+        (``.yaml``/``.yml``/``.json``, ``format: arrays``) of arrays in their own conventions
+        (:mod:`ptychopinn.io.arrays`).
     photons_per_pattern : float, optional
         For NPZ files holding normalised amplitudes: the mean photons per pattern.
     lazy : bool, optional
         NPZ only: memory-map the diffraction data (see :func:`~ptychopinn.io.npz.read_npz`).
         CXI/HDF5 data are always read lazily.
     """
+    if is_scan_description(path):
+        return read_arrays(path)
     fmt = detect_format(path)
     if fmt == "npz":
         return read_npz(path, photons_per_pattern=photons_per_pattern, lazy=lazy)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 import zipfile
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 import h5py
 import numpy as np
 
+from .arrays import ArrayLayout, is_scan_description
 from .bundle import MANIFEST_NAME, BundleError, read_bundle
 from .errors import ScanFileError, ScanValidationError
 from .formats import detect_format, read_scan
@@ -160,6 +162,12 @@ def _summarise(scan: Scan, report: FileReport) -> None:
             report.notes.append(f"{duplicates} pattern(s) share their position with another one")
     power = float(np.sum(np.abs(scan.probe_modes) ** 2))
     ratio = power / totals.mean() if totals.mean() > 0 else float("inf")
+    if totals.mean() > 0:
+        report.summary.append((
+            "probe calibration factor",
+            f"amplitude x {1 / np.sqrt(ratio):.4g} (power x {1 / ratio:.4g}) to match the mean counts; "
+            "reconstruct applies it",
+        ))  # fmt: skip
     if not 0.5 <= ratio <= 2.0:
         report.notes.append(
             f"probe power is {ratio:.3g} x the mean counts per pattern; the forward model "
@@ -217,6 +225,9 @@ def inspect_file(path: str | os.PathLike, *, photons_per_pattern: float | None =
     """
     path = os.fspath(path)
     report = FileReport(path=path)
+    if is_scan_description(path):
+        report.format = "arrays (scan description)"
+        return _inspect_scan(path, report, photons_per_pattern, _description_contents)
     try:
         report.format = detect_format(path)
     except ScanFileError as exc:
@@ -224,8 +235,21 @@ def inspect_file(path: str | os.PathLike, *, photons_per_pattern: float | None =
         return report
     if report.format == "npz" and _is_bundle(path):
         return _inspect_bundle(path, report)
+    lister = {"npz": _npz_contents, "ptychodus": _ptychodus_contents}.get(report.format, _hdf5_contents)
+    return _inspect_scan(path, report, photons_per_pattern, lister)
+
+
+def _description_contents(path: str) -> list:
     try:
-        lister = {"npz": _npz_contents, "ptychodus": _ptychodus_contents}.get(report.format, _hdf5_contents)
+        layout = ArrayLayout.from_file(path)
+    except ScanFileError as exc:
+        raise ValueError(exc.reason) from None
+    return [(f.name, (), str(getattr(layout, f.name))) for f in dataclasses.fields(layout)
+            if getattr(layout, f.name) is not None]  # fmt: skip
+
+
+def _inspect_scan(path: str, report: FileReport, photons_per_pattern: float | None, lister) -> FileReport:
+    try:
         report.contents = lister(path)
     except (OSError, RuntimeError, zipfile.BadZipFile, ValueError, EOFError) as exc:
         report.problems.append(f"cannot list contents ({exc}); is the file truncated?")

@@ -1,29 +1,33 @@
-"""Physics refinement of object, probe and positions through the forward model."""
+"""Physics refinement of object, probe, positions and background through the forward model."""
 
 from .engine import (
-    OPTIMIZERS,
-    PARAMETERIZATIONS,
-    REFINE_LOSSES,
-    REFINE_SCHEDULERS,
-    RefinementConfig,
-    RefinementProgress,
     RefinementResult,
     constant_object,
-    illumination_map,
+    linear_phase_ramp,
     refine_object,
-    total_variation,
+    remove_phase_ramp,
 )
+from .loop import RefinementProgress
+from .options import OPTIMIZERS, PARAMETERIZATIONS, REFINE_LOSSES, REFINE_SCHEDULERS, RefinementConfig
+from .problem import RefinementProblem, illumination_map, total_variation
+from .solvers import SOLVERS, Solver, register_solver
 
 __all__ = [
     "OPTIMIZERS",
     "PARAMETERIZATIONS",
     "REFINE_LOSSES",
     "REFINE_SCHEDULERS",
+    "SOLVERS",
     "RefinementConfig",
+    "RefinementProblem",
     "RefinementProgress",
     "RefinementResult",
+    "Solver",
     "constant_object",
     "illumination_map",
+    "linear_phase_ramp",
     "refine_object",
+    "register_solver",
+    "remove_phase_ramp",
     "total_variation",
 ]

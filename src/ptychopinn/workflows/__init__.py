@@ -14,7 +14,7 @@ from ..config import (
 )
 from ..data import CorpusConfig
 from ..io import BundleError, FileReport, ScanFileError, ScanValidationError, inspect_file
-from ..refine import OPTIMIZERS, REFINE_LOSSES, RefinementConfig, RefinementResult
+from ..refine import OPTIMIZERS, REFINE_LOSSES, SOLVERS, RefinementConfig, RefinementResult
 from ..simulate import OBJECT_KINDS, PROBE_KINDS, SCAN_KINDS, SimulationConfig
 from .bundles import LoadedModel, load_model_bundle, save_model_bundle
 from .evaluation import EvaluationResult, evaluate
@@ -39,6 +39,7 @@ __all__ = [
     "LOSSES",
     "OBJECT_KINDS",
     "OPTIMIZERS",
+    "SOLVERS",
     "REFINE_LOSSES",
     "PROBE_CALIBRATIONS",
     "PROBE_KINDS",

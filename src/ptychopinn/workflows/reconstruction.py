@@ -149,9 +149,18 @@ def reconstruct_scan(
     finally:
         bar.close()
     timings["refinement_s"] = time.perf_counter() - t0
+    if refinement.calibrate_probe:
+        log(
+            f"probe calibrated to the measured counts: amplitude x {refined.probe_scale:.4g} "
+            f"(power x {refined.probe_scale**2:.4g})"
+        )
     log(
-        f"refined for {refined.epochs} epoch(s) in {refined.elapsed_s:.1f} s (stopped: {refined.stop_reason})"
+        f"refined ({refinement.resolved().optimizer}) for {refined.epochs} epoch(s) in "
+        f"{refined.elapsed_s:.1f} s (stopped: {refined.stop_reason})"
     )
+    if refinement.correct_positions:
+        shifts = np.linalg.norm(refined.positions - scan.positions, axis=1)
+        log(f"position corrections: median {np.median(shifts):.3f} px, largest {shifts.max():.3f} px")
     coverage = refined.coverage
     obj = np.where(coverage, refined.object, 0).astype(np.complex64)
     result_object = Reconstruction(
@@ -164,6 +173,14 @@ def reconstruct_scan(
         reconstruction=result_object, refinement=refined, comparison=comparison, start=start,
         timings=timings, initial_comparison=initial_comparison, model=os.fspath(bundle) if bundle else None,
     )  # fmt: skip
+
+
+def _shift_summary(shifts: np.ndarray) -> dict[str, float]:
+    """Median and largest position correction (pixels), and the largest per axis."""
+    lengths = np.linalg.norm(shifts, axis=1)
+    largest = np.abs(shifts).max(axis=0)
+    return {"median": float(np.median(lengths)), "max": float(lengths.max()),
+            "max_y": float(largest[0]), "max_x": float(largest[1])}  # fmt: skip
 
 
 def _train_on(
@@ -262,6 +279,7 @@ def reconstruct(
     )  # fmt: skip
     refinement = refinement if refinement is not None else RefinementConfig()
     refined, comparison, start = result.refinement, result.comparison, result.start
+    extra = {} if refined.background is None else {"background": refined.background}
     initial_comparison, timings = result.initial_comparison, result.timings
     files = write_reconstruction(
         result.reconstruction, out, comparison=comparison, title=f"{Path(data).name} ({start} start)",
@@ -270,6 +288,7 @@ def reconstruct(
             "positions_initial": scan.positions,
             "positions_refined": refined.positions,
             "loss": np.asarray(refined.loss_history, dtype=np.float64),
+            **extra,
         },
     )  # fmt: skip
     if ptychodus_product:
@@ -284,7 +303,10 @@ def reconstruct(
         "model": result.model,
         "start": start,
         "device": str(resolve_device(accelerator, devices)),
-        "refinement": dataclasses.asdict(refinement),
+        "refinement": dataclasses.asdict(refinement.resolved()),
+        "probe_calibration_factor": refined.probe_scale,
+        "phase_ramp_removed_rad_per_px": list(refined.phase_ramp),
+        "position_shift_px": _shift_summary(refined.positions - scan.positions),
         "epochs": refined.epochs,
         "stop_reason": refined.stop_reason,
         "final_loss": refined.loss_history[-1] if refined.loss_history else None,
@@ -307,7 +329,7 @@ def reconstruct(
                 ("refinement loss per epoch", files["loss.png"]),
                 ("comparison with the ground truth", files.get("comparison.png", ""))],
         metrics=metrics or None,
-        config={"refinement": dataclasses.asdict(refinement)},
+        config={"refinement": dataclasses.asdict(refinement.resolved())},
         details={k: v for k, v in summary.items() if not k.startswith(("refinement", "metrics"))},
     )  # fmt: skip
     result.files = files

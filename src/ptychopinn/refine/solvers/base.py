@@ -1,0 +1,66 @@
+"""The solver contract and registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+
+from ..options import RefinementConfig
+from ..problem import RefinementProblem
+
+#: Registered solvers by name (the ``optimizer`` option).
+SOLVERS: dict[str, type[Solver]] = {}
+
+
+def register_solver(name: str) -> Callable[[type[Solver]], type[Solver]]:
+    """Class decorator: make a solver available as ``RefinementConfig(optimizer=name)``."""
+
+    def register(cls: type[Solver]) -> type[Solver]:
+        if name in SOLVERS:
+            raise ValueError(f"a solver named {name!r} is already registered")
+        cls.name = name
+        SOLVERS[name] = cls
+        return cls
+
+    return register
+
+
+class Solver:
+    """One optimisation method over a :class:`RefinementProblem`.
+
+    Subclasses set :attr:`defaults` (values for the options left ``None`` in
+    :class:`RefinementConfig`: ``learning_rate``, ``batch_size``, ``loss``,
+    ``probe_start_epoch``) and implement :meth:`run_epoch`.
+    """
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, problem: RefinementProblem, config: RefinementConfig, generator: torch.Generator):
+        self.problem = problem
+        self.config = config
+        self.generator = generator
+
+    def run_epoch(self, epoch: int, over_budget: Callable[[], bool]) -> tuple[float, bool]:
+        """One pass over the positions.
+
+        Parameters
+        ----------
+        epoch : int
+            Zero-based epoch number.
+        over_budget : callable
+            Returns True once the time budget is spent; the solver stops the epoch there.
+
+        Returns
+        -------
+        (float, bool)
+            The epoch's mean loss per valid pixel, and whether it stopped on the budget.
+        """
+        raise NotImplementedError
+
+    def batches(self) -> list[torch.Tensor]:
+        """A seeded random split of the positions into minibatches."""
+        order = torch.randperm(self.problem.n, generator=self.generator).to(self.problem.counts.device)
+        return list(order.split(self.config.batch_size))
