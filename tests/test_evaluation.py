@@ -211,3 +211,39 @@ def test_report_renders_in_headless_chromium(reconstructed, tmp_path):
         timeout=120,
     )
     assert shot.stat().st_size > 10_000
+
+
+def _siemens_star(size: int = 192, spokes: int = 24) -> np.ndarray:
+    """Phase 0 / 0.6 rad spokes (a binary Siemens star), unit amplitude."""
+    axis = np.arange(size) - size / 2
+    angle = np.arctan2(axis[:, None], axis[None, :])
+    phase = 0.6 * (np.sin(spokes / 2 * angle) > 0)
+    return np.exp(1j * phase).astype(np.complex64)
+
+
+def test_frc_resolution_ignores_a_dip_in_the_lowest_rings():
+    star = np.angle(_siemens_star())
+    rng = np.random.default_rng(0)
+    size = star.shape[0]
+    # a slow background on one copy decorrelates only the lowest rings
+    slope = np.linspace(-1, 1, size)
+    first = star + 0.01 * rng.standard_normal(star.shape)
+    second = star + 3.0 * (slope[:, None] + slope[None, :]) + 0.01 * rng.standard_normal(star.shape)
+    result = fourier_ring_correlation(first, second)
+    assert result.frc[1] < result.threshold[1]  # the dip is there, in the first bins
+    assert result.resolution_px < 3.0  # but the curve holds up to near Nyquist
+
+
+def test_phase_pictures_use_a_cyclic_map_only_for_ranges_near_two_pi(tmp_path):
+    import matplotlib
+
+    from ptychopinn.workflows.figures import phase_colormap, plot_comparison
+
+    assert phase_colormap(-np.pi, np.pi) == "twilight"
+    narrow = matplotlib.colormaps[phase_colormap(0.0, 0.6)]
+    assert np.abs(np.subtract(narrow(0.0), narrow(1.0))).max() > 0.3  # the two levels differ
+    star = _siemens_star(96)
+    comparison = compare_objects(star * np.exp(0.05j), star, np.ones(star.shape, bool), register=False)
+    plot_comparison(comparison, tmp_path / "comparison.png")
+    picture = matplotlib.pyplot.imread(tmp_path / "comparison.png")
+    assert picture.shape[0] > 100 and np.unique(picture.reshape(-1, picture.shape[-1]), axis=0).shape[0] > 50

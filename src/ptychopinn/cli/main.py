@@ -660,6 +660,12 @@ def build_parser() -> argparse.ArgumentParser:
         "matches the probe",
     )
     rec.add_argument(
+        "--half-scan-frc",
+        action="store_true",
+        help="also reconstruct the even and odd positions apart and report their Fourier ring "
+        "correlation (resolution without a ground truth; frc.png)",
+    )
+    rec.add_argument(
         "--ptychodus-product",
         action="store_true",
         help="also write OUTPUT_DIR/product.h5 (object, refined probe and positions, losses) "
@@ -816,6 +822,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
         accelerator=args.accelerator, devices=ExecutionConfig(devices=args.devices).devices,
         inference_batch_size=args.inference_batch_size, photons_per_pattern=args.nphotons,
         progress=False if args.no_progress else None, ptychodus_product=args.ptychodus_product,
+        half_scan_frc=args.half_scan_frc,
     )  # fmt: skip
     print(
         f"reconstructed {args.data} ({result.start} start) in {result.timings['total_s']:.1f} s; "

@@ -21,7 +21,8 @@ class FRCResult:
         1/2-bit threshold per ring.
     resolution_px : float
         Half-period resolution in pixels, ``1 / (2 f_c)`` at the first crossing ``f_c``
-        (the Nyquist limit, 1 pixel, when the curve never crosses).
+        above the lowest rings (see :data:`LOWEST_RINGS`); the Nyquist limit, 1 pixel, when
+        the curve never crosses there.
     resolution_m : float or None
         The same in metres, when the pixel size is known.
     """
@@ -40,6 +41,17 @@ class FRCResult:
             "frequency_cycles_per_px": self.frequency.tolist(),
             "frc": self.frc.tolist(),
         }
+
+
+#: The lowest rings, never taken as the crossing: at least 3, and 1/20 of all. They hold few
+#: pixels and the window's and the mean's leftovers; a dip there says nothing of resolution.
+LOWEST_RINGS = (3, 20)
+
+
+def lowest_rings(n_rings: int) -> int:
+    """How many of ``n_rings`` rings, from the centre, are skipped when seeking the crossing."""
+    minimum, share = LOWEST_RINGS
+    return max(minimum, n_rings // share)
 
 
 def half_bit_threshold(pixels_per_ring: np.ndarray) -> np.ndarray:
@@ -97,8 +109,9 @@ def fourier_ring_correlation(
         frc = np.where(power_a * power_b > 0, numerator / np.sqrt(power_a * power_b), 0.0)
     frequency = (np.arange(n_rings) + 0.5) * step
     threshold = half_bit_threshold(counts)
-    below = np.flatnonzero(frc[1:] < threshold[1:])  # ring 0 (the mean) is meaningless
-    crossing = frequency[below[0] + 1] if below.size else 0.5
+    skip = min(lowest_rings(n_rings), n_rings - 1)
+    below = np.flatnonzero(frc[skip:] < threshold[skip:])
+    crossing = frequency[below[0] + skip] if below.size else 0.5
     resolution_px = float(1 / (2 * crossing))
     return FRCResult(
         frequency=frequency,

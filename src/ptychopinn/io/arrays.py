@@ -56,6 +56,8 @@ _CHOICES = {
     "positions_units": ("pixels", "m"),
 }
 
+_NUMBERS = ("pixel_size_m", "saturation", "energy_ev", "detector_distance_m", "detector_pixel_size_m")
+
 
 @dataclass(frozen=True)
 class ArrayLayout:
@@ -158,6 +160,14 @@ class ArrayLayout:
         if "file" not in values or "diffraction" not in values:
             raise ScanFileError("a scan description needs 'file' and 'diffraction'", source=str(path))
         values["file"] = os.fspath(path.parent / str(values["file"]))
+        for name in _NUMBERS:  # YAML 1.1 reads 5e-08 (no dot) as a string
+            if isinstance(values.get(name), str):
+                try:
+                    values[name] = float(values[name])
+                except ValueError:
+                    raise ScanFileError(
+                        f"{name} = {values[name]!r} is not a number", source=str(path)
+                    ) from None
         try:
             return cls(**values)
         except (TypeError, ValueError) as exc:

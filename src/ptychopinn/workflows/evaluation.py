@@ -9,6 +9,7 @@ and optionally the FRC between independent reconstructions of the even and odd p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,10 +19,10 @@ import numpy as np
 import torch
 
 from ..evaluation import FRCResult, ObjectComparison, compare_objects, fourier_ring_correlation
-from ..io import ScanFileError, ScanValidationError, atomic_path, read_scan
+from ..io import Scan, ScanFileError, ScanValidationError, atomic_path, read_scan
 from ..physics import diffraction_intensity, extract_patches, poisson_deviance, poisson_nll
-from ..refine import RefinementConfig, refine_object
-from .figures import plot_comparison
+from ..refine import RefinementConfig, RefinementResult, refine_object
+from .figures import plot_comparison, plot_frc
 from .report import write_report
 
 #: Metrics use pixels whose summed, normalised probe intensity reaches this (a tenth of one
@@ -138,12 +139,17 @@ def data_fidelity(
     mask: np.ndarray | None = None,
     batch_size: int = 256,
 ) -> dict[str, float]:
-    """Poisson NLL and deviance (per pixel, averaged) of measured counts under a reconstruction."""
+    """Poisson NLL and deviance (per pixel, averaged) of measured counts under a reconstruction.
+
+    Also ``poisson_deviance_noise_floor``: the deviance a perfect model would show, that of
+    Poisson draws from the predicted counts (seeded); a fit near it has nothing left to explain.
+    """
     obj_t = torch.from_numpy(obj.astype(np.complex64))[None]
     probe_t = torch.from_numpy(np.asarray(probe, np.complex64))
     mask_t = None if mask is None else torch.from_numpy(mask)
     size = counts.shape[-1]
-    nll = deviance = 0.0
+    nll = deviance = floor = 0.0
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for start in range(0, len(counts), batch_size):
             stop = min(start + batch_size, len(counts))
@@ -153,32 +159,71 @@ def data_fidelity(
             share = (stop - start) / len(counts)
             nll += float(poisson_nll(predicted, measured, mask_t)) * share
             deviance += float(poisson_deviance(predicted, measured, mask_t)) * share
-    return {"poisson_nll": nll, "poisson_deviance": deviance}
+            draws = torch.poisson(predicted.clamp_min(0), generator=generator)
+            floor += float(poisson_deviance(predicted, draws, mask_t)) * share
+    return {"poisson_nll": nll, "poisson_deviance": deviance, "poisson_deviance_noise_floor": floor}
 
 
-def half_scan_frc(scan_path: str | os.PathLike, seconds: float = 20.0, seed: int = 0) -> dict[str, FRCResult]:
+def half_scan_frc(
+    scan: str | os.PathLike | Scan,
+    seconds: float | None = 20.0,
+    seed: int = 0,
+    *,
+    refinement: RefinementConfig | None = None,
+    device: str = "cpu",
+) -> dict[str, FRCResult]:
     """FRC between independent reconstructions of the even and the odd positions.
 
-    Each half is refined from a flat object for ``seconds``; the halves are registered and
-    compared on the region both cover well. No ground truth needed.
+    Each half is refined from a flat object with ``refinement`` (default: the default
+    options), for ``seconds`` each when given; the halves are registered and compared on the
+    region both cover well, after their linear phase ramps are removed. No ground truth
+    needed.
+
+    Parameters
+    ----------
+    scan : path or Scan
+    seconds : float, optional
+        Time budget of each half (overrides the one in ``refinement``).
+    refinement : RefinementConfig, optional
+        How each half is refined: use the options of the full reconstruction (probe
+        refinement and modes for blind data).
     """
-    scan = read_scan(scan_path).load()
+    scan = (scan if isinstance(scan, Scan) else read_scan(scan)).load()
+    config = refinement if refinement is not None else RefinementConfig(seed=seed)
+    if seconds is not None:
+        config = dataclasses.replace(config, time_budget_s=seconds)
     halves = []
     for parity in (0, 1):
         index = np.arange(parity, scan.n_patterns, 2)
         halves.append(refine_object(
             scan.diffraction[index], scan.positions[index], scan.probe_modes, mask=scan.mask,
-            config=RefinementConfig(time_budget_s=seconds, seed=seed),
+            config=config, device=device, remove_ramp=True,
         ))  # fmt: skip
-    a, b = halves
-    rows, cols = _common_frame(a.object, b.object)
-    well = (a.illumination[rows, cols] >= WELL_COVERED) & (b.illumination[rows, cols] >= WELL_COVERED)
-    comparison = compare_objects(a.object[rows, cols], b.object[rows, cols], well)
-    pixel = scan.pixel_size_m()
+    return frc_of_halves(halves[0], halves[1], scan.pixel_size_m())
+
+
+def _refinement_of(reconstruction: Path) -> RefinementConfig | None:
+    """The refinement options ``reconstruct`` recorded beside a reconstruction, if any."""
+    summary = Path(reconstruction).parent / "reconstruct.json"
+    try:
+        options = json.loads(summary.read_text())["refinement"]
+        known = {f.name for f in dataclasses.fields(RefinementConfig)}
+        return RefinementConfig(**{k: v for k, v in options.items() if k in known})
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def frc_of_halves(first: RefinementResult, second: RefinementResult, pixel_size_m: float | None) -> dict:
+    """Amplitude and phase FRC of two half-scan reconstructions, registered on their overlap."""
+    rows, cols = _common_frame(first.object, second.object)
+    well = (first.illumination[rows, cols] >= WELL_COVERED) & (
+        second.illumination[rows, cols] >= WELL_COVERED
+    )
+    comparison = compare_objects(first.object[rows, cols], second.object[rows, cols], well, remove_ramp=True)
     ref, est = comparison.reference, comparison.aligned
     return {
-        "amplitude": fourier_ring_correlation(np.abs(ref), np.abs(est), pixel_size_m=pixel),
-        "phase": fourier_ring_correlation(np.angle(ref), np.angle(est), pixel_size_m=pixel),
+        "amplitude": fourier_ring_correlation(np.abs(ref), np.abs(est), pixel_size_m=pixel_size_m),
+        "phase": fourier_ring_correlation(np.angle(ref), np.angle(est), pixel_size_m=pixel_size_m),
     }
 
 
@@ -247,14 +292,19 @@ def evaluate(
         metrics["data"] = os.fspath(data)
         metrics["data_fidelity"] = data_fidelity(recon.object, probe, positions, scan.diffraction, scan.mask)
         if half_scan_seconds:
-            halves = half_scan_frc(data, half_scan_seconds)
+            halves = half_scan_frc(scan, half_scan_seconds, refinement=_refinement_of(recon.path))
             metrics["half_scan_frc"] = {name: frc.to_dict() for name, frc in halves.items()}
+            files["frc.png"] = out / "frc.png"
+            plot_frc(halves, files["frc.png"], "even/odd half-scan FRC")
     files["metrics.json"] = out / "metrics.json"
     write_metrics(files["metrics.json"], metrics)
     files["report.html"] = write_report(
         out,
         f"Evaluation of {recon.path}",
-        images=[("comparison with the ground truth", files.get("comparison.png", ""))],
+        images=[
+            ("comparison with the ground truth", files.get("comparison.png", "")),
+            ("half-scan Fourier ring correlation", files.get("frc.png", "")),
+        ],
         metrics={k: v for k, v in metrics.items() if k not in ("reconstruction", "ground_truth", "data")},
         details={k: metrics[k] for k in ("reconstruction", "ground_truth", "data") if k in metrics},
     )

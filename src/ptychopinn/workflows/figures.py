@@ -13,6 +13,19 @@ import numpy as np  # noqa: E402
 
 from ..io import Scan, atomic_path  # noqa: E402
 
+#: A cyclic colour map only for phase ranges at least this share of 2 pi: on a narrower
+#: range it paints both ends (say 0 and 0.6 rad) in one colour.
+CYCLIC_RANGE_SHARE = 0.8
+
+
+def phase_colormap(low: float, high: float) -> str:
+    """``twilight`` (cyclic) for a phase range near 2 pi, else ``viridis`` (sequential)."""
+    return "twilight" if high - low >= CYCLIC_RANGE_SHARE * 2 * np.pi else "viridis"
+
+
+def _phase_panel(fig, ax, phase: np.ndarray, title: str) -> None:
+    _panel(fig, ax, phase, title, phase_colormap(float(np.min(phase)), float(np.max(phase))), "rad")
+
 
 def _panel(fig, ax, image: np.ndarray, title: str, cmap: str, label: str) -> None:
     shown = ax.imshow(image, cmap=cmap, interpolation="nearest")
@@ -31,7 +44,7 @@ def plot_scan_overview(scan: Scan, path: str | os.PathLike, title: str | None = 
     fig, axes = plt.subplots(2, 3, figsize=(13, 8))
     if scan.object is not None:
         _panel(fig, axes[0, 0], np.abs(scan.object), "object amplitude", "gray", "amplitude")
-        _panel(fig, axes[1, 0], np.angle(scan.object), "object phase", "twilight", "rad")
+        _phase_panel(fig, axes[1, 0], np.angle(scan.object), "object phase")
         axes[0, 0].plot(scan.positions[:, 1], scan.positions[:, 0], ".", color="tab:orange", ms=2)
     else:
         axes[0, 0].plot(scan.positions[:, 1], scan.positions[:, 0], ".", ms=2)
@@ -41,7 +54,7 @@ def plot_scan_overview(scan: Scan, path: str | os.PathLike, title: str | None = 
         axes[1, 0].axis("off")
     probe = scan.probe_modes[0]
     _panel(fig, axes[0, 1], np.abs(probe), "probe amplitude", "viridis", "sqrt(counts)")
-    _panel(fig, axes[1, 1], np.angle(probe), "probe phase", "twilight", "rad")
+    _phase_panel(fig, axes[1, 1], np.angle(probe), "probe phase")
     first = scan.get_patterns(0)
     _panel(fig, axes[0, 2], np.log10(first + 1), "pattern 0, log10(counts + 1)", "magma", "log10")
     mean = np.zeros_like(first, dtype=np.float64)
@@ -65,10 +78,11 @@ def plot_comparison(comparison, path: str | os.PathLike) -> None:
     fig, axes = plt.subplots(2, 4, figsize=(18, 8.5))
     rows = (
         ("amplitude", np.abs(ref), np.abs(est), "gray", comparison.amplitude),
-        ("phase", np.angle(ref), np.angle(est), "twilight", comparison.phase),
+        ("phase", np.angle(ref), np.angle(est), None, comparison.phase),
     )
     for row, (name, truth, recon, cmap, metrics) in enumerate(rows):
         low, high = float(truth.min()), float(truth.max())
+        cmap = cmap or phase_colormap(low, high)
         for col, (image, label) in enumerate(((truth, "ground truth"), (recon, "reconstruction"))):
             shown = axes[row, col].imshow(image, cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
             axes[row, col].set_title(f"{name}: {label}", fontsize=10)
@@ -100,4 +114,27 @@ def plot_comparison(comparison, path: str | os.PathLike) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
+    plt.close(fig)
+
+
+def plot_frc(curves: dict, path: str | os.PathLike, title: str) -> None:
+    """Save FRC curves (name -> :class:`~ptychopinn.evaluation.FRCResult`) with the threshold."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    threshold = None
+    for name, frc in curves.items():
+        resolution = f"{frc.resolution_px:.2f} px"
+        if frc.resolution_m is not None:
+            resolution += f" = {frc.resolution_m * 1e9:.1f} nm"
+        ax.plot(frc.frequency, frc.frc, label=f"{name} (resolution {resolution})")
+        threshold = frc
+    if threshold is not None:
+        ax.plot(threshold.frequency, threshold.threshold, "k--", label="1/2-bit threshold")
+    ax.set_xlabel("spatial frequency (cycles / pixel)")
+    ax.set_ylabel("FRC")
+    ax.set_ylim(-0.1, 1.05)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

@@ -22,10 +22,16 @@ if TYPE_CHECKING:
     from .inference import Reconstruction
 
 
-def _save_png(image: np.ndarray, mask: np.ndarray, path: Path, title: str, label: str, cmap: str) -> None:
+def _save_png(
+    image: np.ndarray, mask: np.ndarray, path: Path, title: str, label: str, cmap: str | None
+) -> None:
+    """``cmap`` None: a phase map, cyclic only when its range is near 2 pi."""
+    from .figures import phase_colormap
+
     shown = np.where(mask, image, np.nan)
     # colour limits from the 0.5 .. 99.5 percentiles: a few rim pixels must not wash out the rest
     low, high = np.nanpercentile(shown, [0.5, 99.5]) if mask.any() else (0.0, 1.0)
+    cmap = cmap or phase_colormap(float(low), float(high))
     fig, ax = plt.subplots(figsize=(6, 5))
     handle = ax.imshow(shown, cmap=cmap, interpolation="nearest", vmin=low, vmax=high)
     ax.set_title(title, fontsize=10)
@@ -103,7 +109,7 @@ def write_reconstruction(
         files["phase.png"],
         f"{title}: phase",
         "phase (rad)",
-        "twilight",
+        None,
     )
     if comparison is not None:
         from .figures import plot_comparison

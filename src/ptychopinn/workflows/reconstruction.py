@@ -36,6 +36,8 @@ from ..refine import (
 )
 from .bundles import load_model_bundle, resolve_device
 from .evaluation import compare_to_truth
+from .evaluation import half_scan_frc as half_scan_frc_of
+from .figures import plot_frc
 from .inference import Reconstruction, predict_object
 from .outputs import check_product_metadata, write_loss_curve, write_product, write_reconstruction
 from .pretrained import matching_bundle
@@ -226,6 +228,7 @@ def reconstruct(
     photons_per_pattern: float | None = None,
     progress: bool | None = None,
     ptychodus_product: bool = False,
+    half_scan_frc: bool = False,
     log: Callable[[str], None] = print,
     callback: Callable[[RefinementProgress], None] | None = None,
 ) -> ReconstructResult:
@@ -261,6 +264,11 @@ def reconstruct(
     ptychodus_product : bool
         Also write ``product.h5``, a ptychodus product (object, refined probe and positions,
         metadata, loss history) that ptychodus opens.
+    half_scan_frc : bool
+        Also reconstruct the even and the odd positions apart (flat start, the same options
+        and as many epochs as the full refinement ran) and report their Fourier ring
+        correlation: the resolution without a ground truth (``frc.png``, in
+        ``reconstruct.json`` and the report; in metres when the pixel size is known).
     log : callable
         Receives one-line status messages.
     callback : callable, optional
@@ -295,7 +303,22 @@ def reconstruct(
         files["product.h5"] = write_product(
             result.reconstruction, scan, out / "product.h5", probe=refined.probe, losses=refined.loss_history
         )
-    ylabel = "Poisson deviance per pixel" if refinement.loss == "poisson" else "amplitude MAE"
+    frc_summary = None
+    if half_scan_frc:
+        t0 = time.perf_counter()
+        halves_config = dataclasses.replace(refinement, epochs=max(refined.epochs, 1), time_budget_s=None)
+        halves = half_scan_frc_of(scan, None, refinement=halves_config,
+                                  device=str(resolve_device(accelerator, devices)))  # fmt: skip
+        result.timings["half_scan_frc_s"] = time.perf_counter() - t0
+        files["frc.png"] = out / "frc.png"
+        plot_frc(halves, files["frc.png"], f"even/odd half-scan FRC ({refined.epochs} epochs each)")
+        frc_summary = {name: {"resolution_px": frc.resolution_px, "resolution_m": frc.resolution_m}
+                       for name, frc in halves.items()}  # fmt: skip
+        log("half-scan FRC resolution: " + ", ".join(
+            f"{name} {frc.resolution_px:.2f} px" for name, frc in halves.items()))  # fmt: skip
+    loss_name = refinement.resolved().loss
+    ylabels = {"poisson": "Poisson deviance per pixel", "gaussian": "0.5 (sqrt(lambda) - sqrt(I))^2 per px"}
+    ylabel = ylabels.get(loss_name, "amplitude MAE")
     curve = write_loss_curve(refined.loss_history, out / "loss", title="physics refinement", ylabel=ylabel)
     files["loss.json"], files["loss.png"] = curve["json"], curve["png"]
     summary = {
@@ -313,11 +336,14 @@ def reconstruct(
         "timings_s": timings,
         "metrics": comparison.to_dict() if comparison else None,
         "metrics_of_network_prediction": initial_comparison.to_dict() if initial_comparison else None,
+        "half_scan_frc": frc_summary,
     }
     files["reconstruct.json"] = out / "reconstruct.json"
     with atomic_path(files["reconstruct.json"]) as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     metrics = {}
+    if frc_summary is not None:
+        metrics["half_scan_frc"] = frc_summary
     if comparison is not None:
         metrics["refined"] = comparison.to_dict()
     if initial_comparison is not None:
@@ -327,6 +353,7 @@ def reconstruct(
         f"Reconstruction of {Path(data).name} ({start} start, physics refinement)",
         images=[("amplitude", files["amplitude.png"]), ("phase", files["phase.png"]),
                 ("refinement loss per epoch", files["loss.png"]),
+                ("half-scan Fourier ring correlation", files.get("frc.png", "")),
                 ("comparison with the ground truth", files.get("comparison.png", ""))],
         metrics=metrics or None,
         config={"refinement": dataclasses.asdict(refinement.resolved())},
