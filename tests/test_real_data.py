@@ -3,6 +3,7 @@ retrieval and the preconditioned solver, on simulated scans and on the real Velo
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from pathlib import Path
@@ -217,3 +218,39 @@ def test_blind_refinement_on_a_crop_of_the_real_scan(real_scan):
     assert result.loss_history[-1] < 0.2 * result.loss_history[0]
     phase = np.angle(result.object[result.illumination > 0.5 * result.illumination.max()])
     assert np.std(phase) > 0.1  # a structured object, not the flat start
+
+
+def test_reconstruct_takes_a_description_and_the_new_flags_reach_the_refinement(tmp_path, small_scan, capsys):
+    from ptychopinn.cli.main import main
+
+    _write_tike_style(tmp_path / "scan.npz", small_scan)
+    description = tmp_path / "scan.yaml"
+    description.write_text(
+        "format: arrays\nfile: scan.npz\ndiffraction: data\npositions: scan\nprobe: probe\n"
+        "zero_frequency: corner\npositions_reference: corner\n"
+    )
+    out = tmp_path / "rec"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main([
+            "reconstruct", str(description), "--output-dir", str(out), "--epochs", "3", "--refine-probe",
+            "--probe-modes", "2", "--probe-support-radius", "12", "--refine-background", "--half-scan-frc",
+            "--no-progress", "--accelerator", "cpu",
+        ])  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "reconstruct.json").read_text())
+    refinement = summary["refinement"]
+    assert refinement["optimizer"] == "preconditioned" and refinement["loss"] == "gaussian"
+    assert refinement["probe_modes"] == 2 and refinement["probe_support_radius_px"] == 12
+    assert refinement["refine_background"] and refinement["calibrate_probe"]
+    assert summary["probe_calibration_factor"] == pytest.approx(1 / 3e-3, rel=0.05)
+    assert summary["half_scan_frc"]["phase"]["resolution_px"] >= 1.0
+    with np.load(out / "reconstruction.npz", allow_pickle=False) as arrays:
+        probe = arrays["probe"]
+        assert probe.shape == (2, 32, 32) and arrays["background"].shape == (32, 32)
+    axis = np.arange(32) - 16
+    outside = (axis[:, None] ** 2 + axis[None, :] ** 2) > 12**2
+    assert np.abs(probe[:, outside]).max() < 1e-6 * np.abs(probe).max() + 1e-12
+    assert (out / "frc.png").is_file()
+    printed = capsys.readouterr().out
+    assert "probe calibrated to the measured counts" in printed and "half-scan FRC" in printed
