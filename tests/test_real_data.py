@@ -150,10 +150,14 @@ def test_a_probe_in_any_scale_gives_the_same_result(small_scan, optimizer):
         for scale in (1.0, 1e-4, 300.0)
     ]
     assert results[1].probe_scale == pytest.approx(results[0].probe_scale * 1e4, rel=1e-4)
-    for other in results[1:]:
-        # float32 rounding differs with the scale; L-BFGS's line search amplifies it a little
-        difference = np.abs(other.object - results[0].object)
-        assert difference.mean() < 1e-3 and difference.max() < 0.2
+    scores = [compare_to_truth(r.object, small_scan.object, r.illumination).phase.ssim for r in results]
+    for other, score in zip(results[1:], scores[1:], strict=True):
+        if optimizer == "preconditioned":  # the same updates, to float rounding
+            np.testing.assert_allclose(other.object, results[0].object, rtol=1e-3, atol=1e-3)
+        # L-BFGS's line search turns float rounding into other (equally good) early iterates:
+        # a probe scaled by 1 + 1e-7 moves its object as much as one scaled by 1e-4
+        assert score == pytest.approx(scores[0], abs=0.01)
+        assert other.loss_history[-1] == pytest.approx(results[0].loss_history[-1], rel=0.1)
 
 
 def test_added_modes_are_orthogonal_and_keep_the_power_and_intensities(small_scan):
@@ -243,7 +247,9 @@ def test_reconstruct_takes_a_description_and_the_new_flags_reach_the_refinement(
     assert refinement["optimizer"] == "preconditioned" and refinement["loss"] == "gaussian"
     assert refinement["probe_modes"] == 2 and refinement["probe_support_radius_px"] == 12
     assert refinement["refine_background"] and refinement["calibrate_probe"]
-    assert summary["probe_calibration_factor"] == pytest.approx(1 / 3e-3, rel=0.05)
+    power = float((np.abs(small_scan.probe * 3e-3) ** 2).sum())
+    expected = np.sqrt(small_scan.diffraction.sum(axis=(1, 2)).mean() / power)  # a unit object's counts
+    assert summary["probe_calibration_factor"] == pytest.approx(expected, rel=0.01)  # from 64 positions
     assert summary["half_scan_frc"]["phase"]["resolution_px"] >= 1.0
     with np.load(out / "reconstruction.npz", allow_pickle=False) as arrays:
         probe = arrays["probe"]

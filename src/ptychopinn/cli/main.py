@@ -579,7 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         help="positions per update, or per chunk for lbfgs (default: the solver's: "
-        + _solver_defaults("batch_size") + ")",
+        + _solver_defaults("batch_size")
+        + ")",
     )
     rec.add_argument(
         "--loss",
