@@ -14,7 +14,8 @@ Usage::
 
 Configured as pty-chi's own tests configure it (``tests/test_2d_ptycho_lsqml.py``): positions
 as patch centres relative to the object centre, centred patterns (``fft_shift``), the known
-probe kept as given (LSQML: ``rescale_probe_intensity_in_first_epoch=False``), LSQML with the
+probe kept as given, converted to pty-chi's unnormalised FFT (divided by N; LSQML:
+``rescale_probe_intensity_in_first_epoch=False``), LSQML with the
 Gaussian noise model and SGD step size 1; rPIE with its defaults. Checked to reproduce
 pty-chi's known behaviour: docs/benchmarks.md, "pty-chi set up as its tests do".
 
@@ -63,7 +64,9 @@ def run(
     options.object_options.step_size = 1
     options.object_options.determine_position_origin_coords_by = api.ObjectPosOriginCoordsMethods.SPECIFIED
     options.object_options.position_origin_coords = tuple(centre)
-    options.probe_options.initial_guess = scan.probe_modes[None]
+    # pty-chi's far field is an unnormalised FFT (ours is orthonormal): the same counts need
+    # a probe N times weaker in its convention
+    options.probe_options.initial_guess = scan.probe_modes[None] / scan.pattern_size
     options.probe_options.optimizable = False
     options.probe_position_options.position_y_px = scan.positions[:, 0] - centre[0]
     options.probe_position_options.position_x_px = scan.positions[:, 1] - centre[1]
