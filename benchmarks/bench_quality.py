@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -142,6 +143,8 @@ def main() -> int:
                     ],
                     capture_output=True,
                     text=True,
+                    # the runner imports ptychopinn from this source tree
+                    env={**os.environ, "PYTHONPATH": str(runner.parents[1] / "src")},
                 )
                 if done.returncode != 0:  # record the failure, keep benchmarking
                     rows.append(

@@ -174,6 +174,13 @@ def main() -> int:
     parser.add_argument("--modes", type=int, default=3)
     parser.add_argument("--ptychi-python", default="/tmp/ptychi-venv/bin/python")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--frc-epochs",
+        type=int,
+        nargs="*",
+        default=[40, 80],
+        help="also our half-scan FRC after this many epochs per half (and the full run's time)",
+    )
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "real_scan.json"))
     parser.add_argument("--picture", default=str(REPO / "docs" / "images" / "real_scan.png"))
     args = parser.parse_args()
@@ -273,6 +280,28 @@ def main() -> int:
         lsqml_halves.append(_Half(obj, illumination_of(half["probe"][0], scan.positions[index], obj.shape)))
         results["lsqml"].setdefault("half_scan_s", []).append(float(half["epoch_times"][-1]))
     results["lsqml"]["half_scan_frc"] = half_frc(*lsqml_halves)
+
+    # 4b. how soon our halves reach that resolution
+    results["frc_epochs"] = {}
+    for epochs in args.frc_epochs:
+        short = RefinementConfig(refine_probe=True, probe_modes=args.modes, epochs=epochs)
+        parts = [
+            refine_object(
+                scan.diffraction[parity::2],
+                scan.positions[parity::2],
+                scan.probe,
+                mask=scan.mask,
+                config=short,
+            )
+            for parity in (0, 1)
+        ]
+        full = refine_object(scan.diffraction, scan.positions, scan.probe, mask=scan.mask, config=short)
+        results["frc_epochs"][epochs] = {
+            "half_scan_frc_phase_px": half_frc(*parts)["phase"]["resolution_px"],
+            "half_s": [part.elapsed_s for part in parts],
+            "full_scan_s": full.elapsed_s,
+        }
+        print(f"{epochs} epochs: {results['frc_epochs'][epochs]}", flush=True)
 
     # 5. data misfit against the noise floor
     results["ours"]["data_fidelity"] = best_fidelity(ours.object, ours.probe, ours.positions, scan)
