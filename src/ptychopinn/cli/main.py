@@ -11,6 +11,7 @@ import argparse
 import logging
 import math
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .. import __version__
@@ -905,12 +906,20 @@ def _show_package_log() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _show_note(message, category, filename, lineno, file=None, line=None) -> None:
+    kind = "note" if issubclass(category, UserWarning) else category.__name__
+    print(f"{kind}: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _show_package_log()
     try:
-        return _COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            # the package's notes (what a reader detected, masked, calibrated) as one line each
+            warnings.showwarning = _show_note
+            return _COMMANDS[args.command](args)
     except (ScanFileError, ScanValidationError, BundleError) as exc:
         print(f"ptychopinn {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -159,7 +159,7 @@ class ArrayLayout:
             )
         if "file" not in values or "diffraction" not in values:
             raise ScanFileError("a scan description needs 'file' and 'diffraction'", source=str(path))
-        values["file"] = os.fspath(path.parent / str(values["file"]))
+        values["file"] = os.path.normpath(path.parent / str(values["file"]))
         for name in _NUMBERS:  # YAML 1.1 reads 5e-08 (no dot) as a string
             if isinstance(values.get(name), str):
                 try:

@@ -41,6 +41,7 @@ class LoadedReconstruction:
     positions: np.ndarray | None
     pixel_size_m: float | None
     probe: np.ndarray | None
+    background: np.ndarray | None = None  # refined additive background (counts), if any
 
 
 def load_reconstruction(path: str | os.PathLike) -> LoadedReconstruction:
@@ -64,6 +65,7 @@ def load_reconstruction(path: str | os.PathLike) -> LoadedReconstruction:
             )
             pixel = float(data["pixel_size_m"]) if "pixel_size_m" in data.files else float("nan")
             probe = data["probe"] if "probe" in data.files else None
+            background = data["background"] if "background" in data.files else None
     except (OSError, ValueError) as exc:
         raise ScanFileError(f"cannot read ({exc})", source=str(path)) from None
     if obj.ndim != 2 or coverage.shape != obj.shape:
@@ -73,7 +75,7 @@ def load_reconstruction(path: str | os.PathLike) -> LoadedReconstruction:
     return LoadedReconstruction(
         path=path, object=obj.astype(np.complex64), coverage=coverage.astype(bool),
         weight_sum=weight.astype(np.float32), positions=positions,
-        pixel_size_m=None if not np.isfinite(pixel) else pixel, probe=probe,
+        pixel_size_m=None if not np.isfinite(pixel) else pixel, probe=probe, background=background,
     )  # fmt: skip
 
 
@@ -138,11 +140,13 @@ def data_fidelity(
     counts: np.ndarray,
     mask: np.ndarray | None = None,
     batch_size: int = 256,
+    background: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Poisson NLL and deviance (per pixel, averaged) of measured counts under a reconstruction.
 
     Also ``poisson_deviance_noise_floor``: the deviance a perfect model would show, that of
     Poisson draws from the predicted counts (seeded); a fit near it has nothing left to explain.
+    ``background``: an additive ``(N, N)`` background (counts) the reconstruction refined.
     """
     obj_t = torch.from_numpy(obj.astype(np.complex64))[None]
     probe_t = torch.from_numpy(np.asarray(probe, np.complex64))
@@ -155,6 +159,8 @@ def data_fidelity(
             stop = min(start + batch_size, len(counts))
             where = torch.from_numpy(positions[start:stop])[None]
             predicted = diffraction_intensity(extract_patches(obj_t, where, size)[0], probe_t)
+            if background is not None:
+                predicted = predicted + torch.from_numpy(np.asarray(background, np.float32)).clamp_min(0)
             measured = torch.from_numpy(counts[start:stop])
             share = (stop - start) / len(counts)
             nll += float(poisson_nll(predicted, measured, mask_t)) * share
@@ -290,7 +296,9 @@ def evaluate(
             positions = scan.positions
         probe = recon.probe if recon.probe is not None else scan.probe_modes
         metrics["data"] = os.fspath(data)
-        metrics["data_fidelity"] = data_fidelity(recon.object, probe, positions, scan.diffraction, scan.mask)
+        metrics["data_fidelity"] = data_fidelity(
+            recon.object, probe, positions, scan.diffraction, scan.mask, background=recon.background
+        )
         if half_scan_seconds:
             halves = half_scan_frc(scan, half_scan_seconds, refinement=_refinement_of(recon.path))
             metrics["half_scan_frc"] = {name: frc.to_dict() for name, frc in halves.items()}
