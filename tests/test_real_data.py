@@ -260,3 +260,13 @@ def test_reconstruct_takes_a_description_and_the_new_flags_reach_the_refinement(
     assert (out / "frc.png").is_file()
     printed = capsys.readouterr().out
     assert "probe calibrated to the measured counts" in printed and "half-scan FRC" in printed
+
+
+def test_the_preconditioned_batch_grows_for_dim_scans():
+    from ptychopinn.refine.solvers import PreconditionedSolver
+
+    bright = torch.full((500, 8, 8), 1e6 / 64)
+    dim = torch.full((500, 8, 8), 1e4 / 64)
+    assert PreconditionedSolver.batch_size_for(bright) == 32
+    assert PreconditionedSolver.batch_size_for(dim) == 500  # the whole scan
+    assert PreconditionedSolver.batch_size_for(torch.full((5000, 8, 8), 1e5 / 64)) == 140

@@ -53,7 +53,11 @@ EXIT_INTERRUPTED = 3
 
 def _solver_defaults(option: str) -> str:
     """``name value`` for every refinement solver, from the solvers' own defaults."""
-    return ", ".join(f"{name} {solver.defaults[option]}" for name, solver in SOLVERS.items())
+    shown = {None: "by dose"}
+    return ", ".join(
+        f"{name} {shown.get(solver.defaults[option], solver.defaults[option])}"
+        for name, solver in SOLVERS.items()
+    )
 
 
 def _positive_float(text: str) -> float:

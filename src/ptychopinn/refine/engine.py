@@ -13,6 +13,7 @@ them: calibration of the probe, its modes, the starting object, and the result.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -58,6 +59,8 @@ class RefinementResult:
         given to the probe, which leaves the model's intensities unchanged).
     background : numpy.ndarray or None
         float32 ``(N, N)`` refined additive background (counts), when refined.
+    batch_size : int
+        The minibatch size used (the solver's choice when the options left it open).
     """
 
     object: np.ndarray
@@ -72,6 +75,7 @@ class RefinementResult:
     probe_scale: float = 1.0
     phase_ramp: tuple[float, float] = (0.0, 0.0)
     background: np.ndarray | None = None
+    batch_size: int = 0
 
 
 def constant_object(shape: tuple[int, int], counts: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:
@@ -202,6 +206,8 @@ def refine_object(
         scale = calibration_factor(counts_t, positions_t, probe_t, obj, mask_t)
         probe_t = probe_t * scale
     probe_t = start_probe(probe_t, config)
+    if config.batch_size is None:  # the solver decides from the data (the preconditioned one: by dose)
+        config = dataclasses.replace(config, batch_size=SOLVERS[config.optimizer].batch_size_for(counts_t))
     problem = RefinementProblem(counts_t, positions_t, probe_t, obj, mask_t, config).to(device)
     generator = torch.Generator().manual_seed(config.seed)
     solver = SOLVERS[config.optimizer](problem, config, generator)
@@ -227,6 +233,7 @@ def refine_object(
         stop_reason=stop_reason,
         probe_scale=scale,
         phase_ramp=ramp,
+        batch_size=config.batch_size,
         background=problem.background.detach().clamp_min(0).cpu().numpy()
         if config.refine_background
         else None,

@@ -40,7 +40,8 @@ class RefinementConfig:
         L-BFGS initial step, or Adam step. Default: the solver's.
     batch_size : int or None
         Positions per update (preconditioned, adam), or per chunk of the full-batch L-BFGS
-        evaluation (memory only). Default: the solver's.
+        evaluation (memory only). Default: the solver's (preconditioned: by dose, 32 for
+        bright scans, up to the whole scan for dim ones).
     scheduler : {"none", "cosine", "step"}
         Per-epoch learning-rate schedule (adam only).
     loss : {"poisson", "gaussian", "amplitude_mae"} or None

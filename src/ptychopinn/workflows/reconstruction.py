@@ -327,6 +327,7 @@ def reconstruct(
         "start": start,
         "device": str(resolve_device(accelerator, devices)),
         "refinement": dataclasses.asdict(refinement.resolved()),
+        "batch_size_used": refined.batch_size,
         "probe_calibration_factor": refined.probe_scale,
         "phase_ramp_removed_rad_per_px": list(refined.phase_ramp),
         "position_shift_px": _shift_summary(refined.positions - scan.positions),

@@ -32,11 +32,17 @@ class Solver:
 
     Subclasses set :attr:`defaults` (values for the options left ``None`` in
     :class:`RefinementConfig`: ``learning_rate``, ``batch_size``, ``loss``,
-    ``probe_start_epoch``) and implement :meth:`run_epoch`.
+    ``probe_start_epoch``; a ``batch_size`` of None is decided from the data by
+    :meth:`batch_size_for`) and implement :meth:`run_epoch`.
     """
 
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def batch_size_for(cls, counts: torch.Tensor) -> int:
+        """The minibatch size when the options leave it open (``batch_size`` None)."""
+        return int(cls.defaults["batch_size"])
 
     def __init__(self, problem: RefinementProblem, config: RefinementConfig, generator: torch.Generator):
         self.problem = problem
