@@ -9,7 +9,7 @@ which convention; :func:`read_arrays` converts it to the package's one conventio
                                        # relative to this description
     diffraction: data                  # key (an HDF5 dataset path, or file.npy:  for .npy)
     positions: scan                    # (n, 2); or positions_x / positions_y, (n,) each
-    probe: probe                       # optional: without, a probe from the mean pattern
+    probe: probe                       # optional: without, a focused spot from the mean pattern
     values: counts                     # counts | amplitude (sqrt of counts)
     zero_frequency: corner             # auto | centre | corner (detected, checked)
     positions_reference: corner        # centre | corner (of the N x N window)
@@ -389,7 +389,11 @@ def read_arrays(layout: ArrayLayout | str | os.PathLike) -> Scan:
                                  source=source, key=layout.probe)  # fmt: skip
     else:
         probe = probe_from_mean_pattern(counts.mean(axis=0))
-        notes.append("no probe given: started from the mean pattern's amplitude (a rough guess)")
+        notes.append(
+            "no probe given: started from the mean pattern's amplitude with a flat phase, a focused "
+            "spot; a beam defocused on the sample is far wider, so give a measured or modelled "
+            "probe when there is one (on the real Velociprobe scan this guess does not converge)"
+        )
     mask = None
     if layout.mask is not None:
         mask = _squeeze_leading(arrays.get(layout.mask), 2, source=source, key=layout.mask) != 0
