@@ -270,3 +270,15 @@ def test_the_preconditioned_batch_grows_for_dim_scans():
     assert PreconditionedSolver.batch_size_for(bright) == 32
     assert PreconditionedSolver.batch_size_for(dim) == 500  # the whole scan
     assert PreconditionedSolver.batch_size_for(torch.full((5000, 8, 8), 1e5 / 64)) == 140
+
+
+def test_the_preconditioned_solver_corrects_positions_from_a_flat_start():
+    scan = simulate_scan(SimulationConfig(pattern_size=16, n_positions=64, step_px=3.0, object_kind="grf",
+                                          photons_per_pattern=1e6, seed=1, noise=False))  # fmt: skip
+    error = np.random.default_rng(0).uniform(-1.0, 1.0, size=scan.positions.shape)
+    error -= error.mean(axis=0)  # a common shift is the object's
+    config = RefinementConfig(
+        optimizer="preconditioned", correct_positions=True, positions_start_epoch=5, epochs=60
+    )
+    result = refine_object(scan.diffraction, scan.positions + error, scan.probe, config=config)
+    assert np.abs(result.positions - scan.positions).mean() < 0.5 * np.abs(error).mean()
