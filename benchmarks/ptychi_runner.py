@@ -33,7 +33,13 @@ import time
 
 
 def run(
-    scan_path: str, algorithm: str, seconds: float, batch_size: int, device: str, epochs: int = 10**9
+    scan_path: str,
+    algorithm: str,
+    seconds: float,
+    batch_size: int,
+    device: str,
+    epochs: int = 10**9,
+    momentum: float = 0.0,
 ) -> dict:
     import numpy as np
     import ptychi.api as api
@@ -77,6 +83,10 @@ def run(
     if algorithm == "lsqml":
         options.reconstructor_options.noise_model = api.NoiseModels.GAUSSIAN
         options.reconstructor_options.rescale_probe_intensity_in_first_epoch = False  # the probe is known
+        if momentum > 0:  # compact batches with momentum, as pty-chi's own examples pair them
+            options.reconstructor_options.batching_mode = api.BatchingModes.COMPACT
+            options.reconstructor_options.momentum_acceleration_gain = momentum
+            options.reconstructor_options.momentum_acceleration_gradient_mixing_factor = 1
     task = PtychographyTask(options)
     setup_s = time.perf_counter() - started
 
@@ -117,11 +127,16 @@ def main() -> int:
     parser.add_argument("--algorithm", choices=("lsqml", "rpie"), default="lsqml")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--epochs", type=int, default=10**9, help="stop after this many epochs too")
+    parser.add_argument(
+        "--momentum", type=float, default=0.0, help="LSQML: compact batches with this momentum gain (0: off)"
+    )
     parser.add_argument("--batch-size", type=int, default=96)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--output", required=True)
     args = parser.parse_args()
-    result = run(args.scan, args.algorithm, args.seconds, args.batch_size, args.device, args.epochs)
+    result = run(
+        args.scan, args.algorithm, args.seconds, args.batch_size, args.device, args.epochs, args.momentum
+    )
     with open(args.output, "w") as handle:
         json.dump(result, handle, indent=2)
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}))
