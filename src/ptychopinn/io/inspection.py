@@ -171,7 +171,8 @@ def _summarise(scan: Scan, report: FileReport) -> None:
     if not 0.5 <= ratio <= 2.0:
         report.notes.append(
             f"probe power is {ratio:.3g} x the mean counts per pattern; the forward model "
-            "expects them to match for a weakly absorbing object (the probe is not calibrated)"
+            "expects them to match for a weakly absorbing object (the probe is not calibrated; "
+            "reconstruct calibrates it, training rescales it with model.probe_calibration auto)"
         )
     if (totals == 0).any():
         report.notes.append(f"{int((totals == 0).sum())} pattern(s) hold no counts at all")
