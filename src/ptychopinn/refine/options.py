@@ -55,7 +55,9 @@ class RefinementConfig:
     calibrate_probe : bool
         Scale the probe's power to the measured counts before refining (the starting object
         then predicts the mean counts), so a probe guess in any scale gives the same result.
-        The factor is reported in :attr:`RefinementResult.probe_scale`.
+        The factor is reported in :attr:`RefinementResult.probe_scale`. The object then
+        carries relative transmission (mean near 1); turn this off to keep the absolute
+        transmission a probe calibrated in counts (a flux measurement) gives.
     refine_probe : bool
         Also optimise the probe (all its incoherent modes).
     probe_modes : int or None
