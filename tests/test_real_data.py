@@ -282,3 +282,97 @@ def test_the_preconditioned_solver_corrects_positions_from_a_flat_start():
     )
     result = refine_object(scan.diffraction, scan.positions + error, scan.probe, config=config)
     assert np.abs(result.positions - scan.positions).mean() < 0.5 * np.abs(error).mean()
+
+
+# -- bad input, and the options that reach the code ------------------------------------------
+def test_corrupt_array_files_are_clear_errors_and_nothing_is_written(tmp_path, capsys):
+    from ptychopinn.cli.main import main
+    from ptychopinn.io import ScanFileError
+
+    (tmp_path / "scan.npz.bz2").write_bytes(b"not bzip2 at all")
+    (tmp_path / "cut.npz").write_bytes(b"PK\x03\x04 truncated")
+    for name in ("scan.npz.bz2", "cut.npz"):
+        with pytest.raises(ScanFileError, match=f"{name}: cannot be read as npz"):
+            read_arrays(ArrayLayout(file=str(tmp_path / name), diffraction="data", positions="scan"))
+    description = tmp_path / "scan.yaml"
+    description.write_text("format: arrays\nfile: scan.npz.bz2\ndiffraction: data\npositions: scan\n")
+    out = tmp_path / "rec"
+    assert main(["reconstruct", str(description), "--output-dir", str(out), "--no-progress"]) == 1
+    assert "cannot be read as npz" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_no_probe_calibration_reaches_the_refinement(tmp_path, small_scan):
+    from ptychopinn.cli.main import main
+    from ptychopinn.io import write_scan
+
+    data = tmp_path / "scan.npz"
+    write_scan(small_scan.replace(probe=small_scan.probe * 7), data)
+    out = tmp_path / "rec"
+    args = ["reconstruct", str(data), "--output-dir", str(out), "--epochs", "1", "--no-progress",
+            "--no-pretrained", "--no-probe-calibration", "--optimizer", "preconditioned",
+            "--loss", "poisson"]  # fmt: skip
+    assert main(args) == 0
+    summary = json.loads((out / "reconstruct.json").read_text())
+    assert summary["refinement"]["calibrate_probe"] is False and summary["probe_calibration_factor"] == 1.0
+    assert (
+        summary["refinement"]["optimizer"] == "preconditioned" and summary["refinement"]["loss"] == "poisson"
+    )
+
+
+def test_a_linear_phase_ramp_is_found_and_moving_it_to_the_probe_changes_no_intensity(small_scan):
+    from ptychopinn.physics import extract_patches
+    from ptychopinn.refine import linear_phase_ramp, remove_phase_ramp
+
+    obj = torch.from_numpy(small_scan.object)
+    rows, cols = torch.meshgrid(torch.arange(obj.shape[0]), torch.arange(obj.shape[1]), indexing="ij")
+    ramped = obj * torch.polar(torch.ones(obj.shape), 0.03 * rows - 0.05 * cols)
+    ky, kx = linear_phase_ramp(ramped, torch.ones(obj.shape))
+    assert ky == pytest.approx(0.03 + linear_phase_ramp(obj, torch.ones(obj.shape))[0], abs=2e-3)
+    assert kx == pytest.approx(-0.05 + linear_phase_ramp(obj, torch.ones(obj.shape))[1], abs=2e-3)
+    probe = torch.from_numpy(small_scan.probe)
+    flat_obj, ramped_probe = remove_phase_ramp(ramped, probe, (ky, kx))
+    positions = torch.from_numpy(np.round(small_scan.positions))[None]  # the identity holds on the grid
+    before = diffraction_intensity(extract_patches(ramped[None], positions, 32)[0], probe)
+    after = diffraction_intensity(extract_patches(flat_obj[None], positions, 32)[0], ramped_probe)
+    assert torch.allclose(before, after, rtol=1e-3, atol=1e-3 * float(before.max()))
+
+
+@pytest.mark.parametrize("optimizer", ["preconditioned", "lbfgs"])
+def test_an_added_background_is_recovered(small_scan, optimizer):
+    counts = small_scan.diffraction + 4.0
+    config = RefinementConfig(optimizer=optimizer, epochs=30, refine_background=True, calibrate_probe=False,
+                              probe_start_epoch=0, loss="gaussian")  # fmt: skip
+    result = refine_object(counts, small_scan.positions, small_scan.probe, small_scan.object, config=config)
+    assert result.background is not None and result.background.shape == (32, 32)
+    assert float(np.median(result.background)) == pytest.approx(4.0, abs=1.0)
+
+
+def test_data_fidelity_sits_at_its_noise_floor_for_the_true_model(small_scan):
+    from ptychopinn.workflows.evaluation import data_fidelity
+
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(small_scan.diffraction + 3.0).astype(np.float32)
+    args = (small_scan.object, small_scan.probe, small_scan.positions, counts)
+    with_background = data_fidelity(*args, background=np.full((32, 32), 3.0, np.float32))
+    without = data_fidelity(*args)
+    assert with_background["poisson_deviance"] == pytest.approx(
+        with_background["poisson_deviance_noise_floor"], rel=0.05
+    )
+    assert without["poisson_deviance"] > 1.5 * with_background["poisson_deviance"]
+
+
+def test_evaluate_reconstructs_the_halves_with_the_options_reconstruct_used(tmp_path, small_scan):
+    from ptychopinn.cli.main import main
+    from ptychopinn.io import write_scan
+    from ptychopinn.workflows.evaluation import _refinement_of
+
+    data = tmp_path / "scan.npz"
+    write_scan(small_scan, data)
+    out = tmp_path / "rec"
+    assert main(["reconstruct", str(data), "--output-dir", str(out), "--epochs", "2", "--refine-probe",
+                 "--probe-modes", "2", "--no-progress", "--no-pretrained"]) == 0  # fmt: skip
+    options = _refinement_of(out / "reconstruction.npz")
+    assert options is not None and options.refine_probe and options.probe_modes == 2
+    assert options.optimizer == "preconditioned"
+    assert _refinement_of(tmp_path / "nowhere" / "reconstruction.npz") is None

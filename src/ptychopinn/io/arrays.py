@@ -35,6 +35,7 @@ import json
 import math
 import os
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,15 +221,23 @@ class _ArrayFile:
             raise ScanFileError("no such file", source=path)
         self.path = path
         self.kind = _kind(path)
-        handle = _decompressed(path)
-        if self.kind == "npz":
-            self.archive = np.load(handle, allow_pickle=False)
-        elif self.kind == "npy":
-            self.array = np.load(handle, allow_pickle=False)
-        else:
-            import h5py
+        try:
+            handle = _decompressed(path)
+            if self.kind == "npz":
+                self.archive = np.load(handle, allow_pickle=False)
+            elif self.kind == "npy":
+                self.array = np.load(handle, allow_pickle=False)
+            else:
+                import h5py
 
-            self.h5 = h5py.File(handle, "r")
+                self.h5 = h5py.File(handle, "r")
+        except (
+            OSError,
+            EOFError,
+            ValueError,
+            zipfile.BadZipFile,
+        ) as exc:  # truncated, corrupt, not that format
+            raise ScanFileError(f"cannot be read as {self.kind} ({exc})", source=path) from None
 
     def get(self, key: str) -> np.ndarray:
         try:

@@ -234,7 +234,5 @@ def refine_object(
         probe_scale=scale,
         phase_ramp=ramp,
         batch_size=config.batch_size,
-        background=problem.background.detach().clamp_min(0).cpu().numpy()
-        if config.refine_background
-        else None,
+        background=problem.background_counts().detach().cpu().numpy() if config.refine_background else None,
     )

@@ -112,6 +112,9 @@ class RefinementProblem(torch.nn.Module):
             torch.zeros(self.n, 2, dtype=torch.float64, device=positions.device),
             requires_grad=config.correct_positions,
         )
+        # the background is optimised in units of the mean counts per pixel: gradient methods
+        # (L-BFGS above all) see it on the scale of the other parameters
+        self.background_unit = max(float(counts.mean()), 1e-3)
         self.background = torch.nn.Parameter(
             torch.zeros(self.size, self.size, device=counts.device), requires_grad=config.refine_background
         )
@@ -156,8 +159,12 @@ class RefinementProblem(torch.nn.Module):
         patches = extract_patches(self.object()[None], where[None], self.size)[0]
         predicted = diffraction_intensity(patches, self.probe())
         if self.config.refine_background:
-            predicted = predicted + self.background.clamp_min(0)
+            predicted = predicted + self.background_counts()
         return patches, predicted
+
+    def background_counts(self) -> torch.Tensor:
+        """The additive background per detector pixel, in counts (>= 0)."""
+        return self.background.clamp_min(0) * self.background_unit
 
     def loss(self, index: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
         """Mean loss per valid pixel of the configured noise model (plus the TV prior)."""

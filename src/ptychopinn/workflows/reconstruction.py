@@ -275,8 +275,8 @@ def reconstruct(
         Also called with every epoch's :class:`~ptychopinn.refine.RefinementProgress`.
     """
     out = Path(output_dir)
+    scan = read_scan(data, photons_per_pattern=photons_per_pattern)  # bad input: nothing made yet
     out.mkdir(parents=True, exist_ok=True)
-    scan = read_scan(data, photons_per_pattern=photons_per_pattern)
     if ptychodus_product:
         check_product_metadata(scan)  # before the work, not after it
     result = reconstruct_scan(

@@ -19,8 +19,7 @@ def _parameter_groups(problem: RefinementProblem, config: RefinementConfig) -> l
     if config.correct_positions:
         groups.append({"params": [problem.shifts], "lr": config.position_learning_rate, "name": "positions"})
     if config.refine_background:
-        scale = float(problem.counts.mean()) * 0.01 + 1e-3
-        groups.append({"params": [problem.background], "lr": scale, "name": "background"})
+        groups.append({"params": [problem.background], "lr": 0.01, "name": "background"})  # in mean counts
     return groups
 
 

@@ -136,4 +136,5 @@ class PreconditionedSolver(Solver):
 
         if problem.background.requires_grad:
             excess = (predicted - problem.counts[index]).mean(dim=0)
-            problem.background.copy_((problem.background - BACKGROUND_STEP * excess).clamp_min(0))
+            step = BACKGROUND_STEP * excess / problem.background_unit
+            problem.background.copy_((problem.background - step).clamp_min(0))
