@@ -101,6 +101,26 @@ def test_positions_as_x_y_in_metres(tmp_path, small_scan):
     assert scan.pixel_size_m() == pytest.approx(pixel)
 
 
+def test_separate_x_and_y_keys_ignore_the_pair_order(tmp_path, small_scan):
+    path = tmp_path / "xy.npz"
+    np.savez(path, data=small_scan.diffraction, x=small_scan.positions[:, 1], y=small_scan.positions[:, 0],
+             pairs=small_scan.positions[:, ::-1], probe=small_scan.probe)  # fmt: skip
+    for order in ("yx", "xy"):
+        layout = ArrayLayout(file=str(path), diffraction="data", positions_x="x", positions_y="y",
+                             positions_order=order, zero_frequency="centre")  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scan = read_arrays(layout)
+        offset = scan.positions[0] - small_scan.positions[0]
+        np.testing.assert_allclose(scan.positions - offset, small_scan.positions, atol=1e-9)
+    pairs = ArrayLayout(file=str(path), diffraction="data", positions="pairs", positions_order="xy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scan = read_arrays(pairs)
+    np.testing.assert_allclose(scan.positions - (scan.positions[0] - small_scan.positions[0]),
+                               small_scan.positions, atol=1e-9)  # fmt: skip
+
+
 def test_a_declared_zero_frequency_that_contradicts_the_data_is_refused(tmp_path, small_scan):
     path = tmp_path / "scan.npz"
     _write_tike_style(path, small_scan)

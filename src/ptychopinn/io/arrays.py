@@ -432,7 +432,7 @@ def _positions(arrays: _ArrayFile, layout: ArrayLayout, n: int, size: int) -> np
             raise ScanValidationError(
                 f"positions_x {x.shape} and positions_y {y.shape} differ in shape", source=source
             )
-        positions = np.stack([x, y] if layout.positions_order == "xy" else [y, x], axis=1)
+        positions = np.stack([y, x], axis=1)  # named keys: their order is no question
         key = layout.positions_x
     if positions.shape != (n, 2):
         raise ScanValidationError(f"shape {positions.shape} is not (n, 2) for n = {n} patterns",
