@@ -23,14 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from results_io import machine, write_results
+from results_io import machine, run_ptychi, write_results
 
 SCANS = (  # (name, object kind, photons per pattern, step in pixels)
     ("natural 1e6 step8", "natural", 1e6, 8.0),
@@ -77,7 +75,6 @@ def main() -> int:
     from ptychopinn.workflows.evaluation import compare_to_truth
 
     work = Path(tempfile.mkdtemp(prefix="bench_quality_"))
-    runner = Path(__file__).with_name("ptychi_runner.py")
     rows = []
     for name, kind, photons, step in SCANS[: args.scans]:
         path = work / f"{name.split()[0]}_{photons:.0e}_{step:.0f}.npz"
@@ -129,23 +126,7 @@ def main() -> int:
             for algorithm in ("lsqml", "rpie"):
                 out = work / f"ptychi_{algorithm}.json"
                 started = time.perf_counter()
-                done = subprocess.run(
-                    [
-                        args.ptychi_python,
-                        str(runner),
-                        str(path),
-                        "--algorithm",
-                        algorithm,
-                        "--seconds",
-                        str(args.budget),
-                        "--output",
-                        str(out),
-                    ],
-                    capture_output=True,
-                    text=True,
-                    # the runner imports ptychopinn from this source tree
-                    env={**os.environ, "PYTHONPATH": str(runner.parents[1] / "src")},
-                )
+                done = run_ptychi(args.ptychi_python, path, algorithm, args.budget, out)
                 if done.returncode != 0:  # record the failure, keep benchmarking
                     rows.append(
                         {

@@ -35,7 +35,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from results_io import machine, write_results
+from results_io import machine, refine_with_snapshots, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 DESCRIPTION = REPO / "examples" / "velociprobe-siemens-star.yaml"
@@ -222,16 +222,7 @@ def main() -> int:
 
     # 2. the same in-process, every epoch kept
     config = RefinementConfig(refine_probe=True, probe_modes=args.modes, time_budget_s=args.budget)
-    snapshots = []
-    t0 = time.perf_counter()
-    ours = refine_object(
-        scan.diffraction,
-        scan.positions,
-        scan.probe,
-        mask=scan.mask,
-        config=config,
-        callback=lambda step: snapshots.append((time.perf_counter() - t0, step.snapshot())),
-    )
+    ours, snapshots = refine_with_snapshots(scan.diffraction, scan.positions, scan.probe, config, scan.mask)
     print(f"ours: {ours.epochs} epochs in {ours.elapsed_s:.1f} s", flush=True)
 
     # 3. pty-chi LSQML

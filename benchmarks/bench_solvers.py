@@ -18,31 +18,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from results_io import machine, write_results
+from results_io import machine, refine_with_snapshots, run_ptychi, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 MARKS = (5.0, 10.0, 25.0)
 
 
 def ours(scan, optimizer: str, seconds: float) -> dict:
-    from ptychopinn.refine import RefinementConfig, refine_object
+    from ptychopinn.refine import RefinementConfig
     from ptychopinn.workflows.evaluation import compare_to_truth
 
-    snapshots = []
-    started = time.perf_counter()
-    result = refine_object(
-        scan.diffraction,
-        scan.positions,
-        scan.probe,
-        config=RefinementConfig(optimizer=optimizer, time_budget_s=seconds),
-        callback=lambda step: snapshots.append((time.perf_counter() - started, step.snapshot())),
-    )
+    config = RefinementConfig(optimizer=optimizer, time_budget_s=seconds)
+    result, snapshots = refine_with_snapshots(scan.diffraction, scan.positions, scan.probe, config)
     curve = [(t, compare_to_truth(o, scan.object, result.illumination).phase.ssim) for t, o in snapshots]
     return {"epochs": result.epochs, "curve": curve}
 
@@ -81,27 +72,9 @@ def main() -> int:
         if args.ptychi_python:
             for algorithm in ("lsqml", "rpie"):
                 out = work / f"{algorithm}-{photons:g}.json"
-                subprocess.run(
-                    [
-                        args.ptychi_python,
-                        str(REPO / "benchmarks" / "ptychi_runner.py"),
-                        str(path),
-                        "--algorithm",
-                        algorithm,
-                        "--seconds",
-                        str(args.seconds),
-                        "--output",
-                        str(out),
-                    ],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                    env={
-                        "PYTHONPATH": str(REPO / "src"),
-                        "OMP_NUM_THREADS": str(args.threads),
-                        "PATH": "/usr/bin",
-                    },
-                )
+                done = run_ptychi(args.ptychi_python, path, algorithm, args.seconds, out, args.threads)
+                if done.returncode != 0:
+                    raise RuntimeError(f"pty-chi {algorithm} failed: {done.stderr[-2000:]}")
                 found = json.loads(out.read_text())
                 rows.append(
                     {

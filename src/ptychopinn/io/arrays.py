@@ -352,18 +352,18 @@ def read_arrays(layout: ArrayLayout | str | os.PathLike) -> Scan:
         )
     n, size = data.shape[0], data.shape[-1]
     invalid = _invalid_pixels(data, layout.saturation)
-    counts = np.where(invalid[None], 0, data).astype(
-        np.float64 if layout.values == "amplitude" else np.float32
-    )
-    if layout.values == "amplitude":
-        counts = counts**2
-    counts = counts.astype(np.float32)
+    values = np.where(invalid[None], 0, data)
+    squared = (
+        values.astype(np.float64) ** 2 if layout.values == "amplitude" else values
+    )  # float64: no overflow
+    counts = squared.astype(np.float32)
     notes = []
     if invalid.any():
         notes.append(f"{int(invalid.sum())} detector pixel(s) hold NaN, negative, saturated or gap values "
                      "in some pattern: masked (left out of every fit)")  # fmt: skip
 
-    detected, ratio = detect_zero_frequency(counts.mean(axis=0))
+    mean_pattern = counts.mean(axis=0)
+    detected, ratio = detect_zero_frequency(mean_pattern)
     declared = layout.zero_frequency
     if declared == "auto":
         if detected is None:
@@ -384,7 +384,7 @@ def read_arrays(layout: ArrayLayout | str | os.PathLike) -> Scan:
     notes.append(f"zero frequency at the {declared} (detected: {detected or 'undecided'}, ratio {ratio:.3g})")
     if declared == "corner":
         counts = np.fft.fftshift(counts, axes=(-2, -1))
-        invalid = np.fft.fftshift(invalid)
+        invalid, mean_pattern = np.fft.fftshift(invalid), np.fft.fftshift(mean_pattern)
 
     positions = _positions(arrays, layout, n, size)
     obj = None
@@ -397,7 +397,7 @@ def read_arrays(layout: ArrayLayout | str | os.PathLike) -> Scan:
         probe = _squeeze_leading(probe, 3 if probe.ndim >= 3 and probe.shape[-3] > 1 else 2,
                                  source=source, key=layout.probe)  # fmt: skip
     else:
-        probe = probe_from_mean_pattern(counts.mean(axis=0))
+        probe = probe_from_mean_pattern(mean_pattern)
         notes.append(
             "no probe given: started from the mean pattern's amplitude with a flat phase, a focused "
             "spot; a beam defocused on the sample is far wider, so give a measured or modelled "
@@ -452,8 +452,9 @@ def _positions(arrays: _ArrayFile, layout: ArrayLayout, n: int, size: int) -> np
 def probe_from_mean_pattern(mean_pattern: np.ndarray) -> np.ndarray:
     """A probe guess from the data alone: the inverse transform of the mean amplitude.
 
-    ``P = F^-1[sqrt(<I>)]`` (flat phase, zero frequency centred): the right size and
-    spectrum; its phase is what blind refinement retrieves. Calibrated later.
+    ``P = F^-1[sqrt(<I>)]`` (flat phase, zero frequency centred): the right spectrum, but a
+    focused spot; a beam defocused on the sample is wider, and blind refinement does not
+    recover that from here (docs/benchmarks.md). Calibrated later.
     """
     amplitude = np.sqrt(np.clip(np.asarray(mean_pattern, np.float64), 0, None))
     field = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(amplitude), norm="ortho"))

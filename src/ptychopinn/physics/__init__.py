@@ -20,7 +20,7 @@ from .overlap import (
     region_positions,
     region_size,
 )
-from .probe import add_probe_modes, apply_probe_support, orthogonalize_modes, probe_power_scale
+from .probe import add_probe_modes, apply_probe_support, orthogonalize_modes
 from .projection import data_consistency_step, replace_modulus
 from .propagation import far_field, far_field_inverse, fresnel_propagate, fresnel_transfer_function
 from .stitching import PatchStitcher, StitchedObject, canvas_shape, stitch_patches
@@ -31,7 +31,6 @@ __all__ = [
     "add_probe_modes",
     "apply_probe_support",
     "orthogonalize_modes",
-    "probe_power_scale",
     "StitchedObject",
     "amplitude_mae",
     "as_probe_modes",

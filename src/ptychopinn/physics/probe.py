@@ -1,4 +1,4 @@
-"""Probe operations for blind ptychography: power calibration, incoherent modes, support.
+"""Probe operations for blind ptychography: incoherent modes and support.
 
 Conventions (physics.md): a probe is complex ``(M, N, N)`` (or ``(N, N)``) whose modes add in
 intensity; with orthonormal FFTs ``sum_m sum |P_m|^2`` is the expected photon count of a
@@ -12,53 +12,6 @@ import math
 import torch
 
 from .forward import as_probe_modes
-from .propagation import far_field
-
-
-def probe_power_scale(
-    mean_pattern: torch.Tensor, probe: torch.Tensor, mask: torch.Tensor | None = None
-) -> float:
-    """Amplitude factor that calibrates a probe to the measured counts.
-
-    Scaling the probe by the returned factor ``f`` makes a unit-amplitude object predict the
-    measured mean counts on the valid detector pixels:
-    ``f^2 = sum_valid <I> / sum_valid sum_m |F(P_m)|^2``. Without a mask this is
-    ``sqrt(<sum I> / sum |P|^2)`` (Parseval); with one, masked pixels (a beamstop, module
-    gaps) count on neither side.
-
-    Parameters
-    ----------
-    mean_pattern : torch.Tensor
-        Mean measured pattern over the scan, counts, ``(N, N)``, zero frequency centred.
-    probe : torch.Tensor
-        Complex probe ``(N, N)`` or ``(M, N, N)`` in any scale.
-    mask : torch.Tensor, optional
-        Boolean ``(N, N)``, True where a detector pixel is valid.
-
-    Returns
-    -------
-    float
-        ``f``; 1.0 when the data or the probe hold no power at all.
-
-    Examples
-    --------
-    >>> import torch
-    >>> probe = torch.ones(8, 8, dtype=torch.complex64)           # power 64
-    >>> mean = torch.zeros(8, 8); mean[4, 4] = 6400.0              # 6400 counts per pattern
-    >>> round(probe_power_scale(mean, probe), 6)
-    10.0
-    """
-    modes = as_probe_modes(probe)
-    detector = far_field(modes.to(torch.complex64))
-    intensity = (detector.real**2 + detector.imag**2).sum(dim=0).double()
-    measured = mean_pattern.double()
-    if mask is not None:
-        valid = mask.to(torch.bool)
-        intensity, measured = intensity[valid], measured[valid]
-    predicted, observed = float(intensity.sum()), float(measured.sum())
-    if predicted <= 0 or observed <= 0:
-        return 1.0
-    return math.sqrt(observed / predicted)
 
 
 def orthogonalize_modes(probe: torch.Tensor) -> torch.Tensor:

@@ -232,8 +232,8 @@ def calibration_factor(
     """Amplitude factor for the probe so the starting object predicts the measured counts.
 
     ``f^2 = sum_valid I / sum_valid lambda`` over up to ``sample`` evenly spread positions,
-    with ``lambda`` the forward model of ``obj`` (a flat unit object reduces this to
-    :func:`~ptychopinn.physics.probe_power_scale`).
+    with ``lambda`` the forward model of ``obj`` (for a flat unit object, without a mask,
+    ``sqrt(<sum I> / sum |P|^2)`` by Parseval).
     """
     n = counts.shape[0]
     index = torch.linspace(0, n - 1, min(n, sample), device=counts.device).round().long().unique()
