@@ -74,7 +74,7 @@ def test_simulate_flags_reach_the_simulator_and_inspect_passes(tmp_path, capsys)
 def test_inspect_exits_nonzero_and_names_the_problem(tmp_path, capsys):
     bad = tmp_path / "bad.npz"
     np.savez(bad, diffraction=np.ones((3, 8, 8)), xcoords=np.zeros(3), ycoords=np.zeros(3))
-    assert main(["inspect", str(bad)]) == 1
+    assert main(["inspect", str(bad)]) == 2
     out = capsys.readouterr().out
     assert "'probeGuess'" in out and "required key is missing" in out
 
@@ -126,4 +126,4 @@ def test_console_script_is_installed():
         capture_output=True,
         text=True,
     )
-    assert result.returncode == 1 and "no such file" in result.stdout
+    assert result.returncode == 2 and "no such file" in result.stdout

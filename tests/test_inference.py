@@ -319,7 +319,7 @@ def test_infer_cli_reports_bad_bundles_clearly(scan_file, tmp_path, capsys):
             str(tmp_path / "o"),
         ]
     )
-    assert code == 1 and "not a model bundle" in capsys.readouterr().err
+    assert code == 2 and "not a model bundle" in capsys.readouterr().err
 
 
 def test_lazily_read_cxi_gives_the_same_reconstruction_as_npz(trained, scan_file, tmp_path):

@@ -543,7 +543,7 @@ def test_cli_refuses_bad_values_before_training(scan_file, tmp_path, capsys):
     assert code == 2 and "execution.devices" in capsys.readouterr().err
     assert not out.exists()
     code = main(["train", "--train-data", str(tmp_path / "missing.npz"), "--output-dir", str(out)])
-    assert code == 1 and "no such file" in capsys.readouterr().err
+    assert code == 2 and "no such file" in capsys.readouterr().err
     assert not (out / "checkpoints").exists()
     with pytest.raises(SystemExit):
         main(["train", "--output-dir", str(out), "--generator", "unet"])

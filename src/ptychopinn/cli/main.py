@@ -11,6 +11,7 @@ import argparse
 import logging
 import math
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 
@@ -307,8 +308,8 @@ def _add_train_options(parser: argparse.ArgumentParser, *, scan_data: bool = Tru
         help="weight of the amplitude MAE in poisson+mae")
 
     execution = parser.add_argument_group("execution")
-    add(execution, "--accelerator", dest="execution__accelerator", choices=ACCELERATORS,
-        help="auto (a GPU when present), cpu, gpu, cuda, mps, tpu")
+    add(execution, "--accelerator", "--device", dest="execution__accelerator", choices=ACCELERATORS,
+        help="auto (a GPU when present), cpu, gpu, cuda, mps, tpu (--device: upstream's spelling)")
     add(execution, "--devices", dest="execution__devices",
         help="auto, a count (-1: all), or indices like 0,1")
     add(execution, "--num-nodes", "--num_nodes", dest="execution__num_nodes", type=_positive_int,
@@ -332,7 +333,7 @@ def _add_train_options(parser: argparse.ArgumentParser, *, scan_data: bool = Tru
     add(execution, "--accumulate-grad-batches", dest="execution__accumulate_grad_batches",
         type=_positive_int, help="accumulate gradients over this many batches")
     add(execution, "--learning-rate", "--learning_rate", "--lr", dest="execution__learning_rate",
-        type=_positive_float, help="Adam learning rate (default 1e-3)")
+        type=_positive_float, help="AdamW learning rate (default 1e-3)")
     add(execution, "--scheduler", dest="execution__scheduler", choices=SCHEDULERS,
         help="learning-rate schedule (default none)")
     add(execution, "--batch-size", "--batch_size", dest="execution__batch_size",
@@ -341,10 +342,14 @@ def _add_train_options(parser: argparse.ArgumentParser, *, scan_data: bool = Tru
         type=_positive_int, help="groups per batch at inference (default 256)")
     add(execution, "--logger", dest="execution__logger", choices=LOGGERS,
         help="csv (default), tensorboard, mlflow, none")
+    add(execution, "--disable-mlflow", "--disable_mlflow", dest="execution__logger", action="store_const",
+        const="none", help="upstream's flag: the same as --logger none")
     add(execution, "--mlflow-tracking-uri", dest="execution__mlflow_tracking_uri", metavar="URI",
         help="MLflow server or store (default: a local store, OUTPUT_DIR/mlflow.db; never the network)")
     add(execution, "--progress-bar", dest="execution__progress_bar", action=bool_flag,
         help="show the progress bar (default on)")
+    add(execution, "--no-progress", "--quiet", dest="execution__progress_bar", action="store_const",
+        const=False, help="the same as --no-progress-bar")
     add(execution, "--checkpoint-every", dest="execution__checkpoint_every_n_epochs",
         type=_positive_int, metavar="EPOCHS", help="checkpoint every n epochs (default 1)")
     add(execution, "--save-top-k", dest="execution__save_top_k", type=int,
@@ -382,14 +387,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate a ptychographic scan (ground truth included).",
     )
     simulate.add_argument("--output", "-o", required=True, help="output file: .npz or .cxi (.h5, .hdf5)")
-    simulate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    simulate.add_argument("--no-progress", "--quiet", action="store_true", help="no progress bar")
     _add_simulation_options(simulate)
 
     inspect = sub.add_parser(
         "inspect",
         help="show what a scan file or model bundle holds and what is wrong with it",
         description="Read scan files, check every value, report contents and problems. "
-        "Exits 1 when any file has a problem.",
+        "Exits 2 when any file has a problem.",
     )
     inspect.add_argument(
         "files",
@@ -474,9 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--output-dir", "--output_dir", required=True, help="folder for the outputs")
     infer.add_argument(
         "--accelerator",
+        "--device",
         choices=ACCELERATORS,
         default="auto",
-        help="auto (a GPU when present), cpu, gpu, cuda, mps",
+        help="auto (a GPU when present), cpu, gpu, cuda, mps (--device: upstream's spelling)",
     )
     infer.add_argument("--devices", default="auto", help="device indices (the first is used), or auto")
     infer.add_argument("--num-workers", "--num_workers", type=int, default=0, help="DataLoader workers")
@@ -510,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="follow a gridsize-1 fno network by K data-consistency steps through the probe over "
         "2 x 2 groups of patterns (default 0: the network alone); better phase, K times slower",
     )
-    infer.add_argument("--no-progress", action="store_true", help="no progress bar")
+    infer.add_argument("--no-progress", "--quiet", action="store_true", help="no progress bar")
     infer.add_argument(
         "--ptychodus-product",
         action="store_true",
@@ -640,9 +646,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument(
         "--accelerator",
+        "--device",
         choices=ACCELERATORS,
         default="auto",
-        help="auto (a GPU when present), cpu, gpu, cuda, mps",
+        help="auto (a GPU when present), cpu, gpu, cuda, mps (--device: upstream's spelling)",
     )
     rec.add_argument("--devices", default="auto", help="device indices (the first is used), or auto")
     rec.add_argument(
@@ -658,7 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="photons per pattern for NPZ files with normalised amplitudes",
     )
-    rec.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rec.add_argument("--no-progress", "--quiet", action="store_true", help="no progress bars")
     rec.add_argument(
         "--no-pretrained",
         action="store_true",
@@ -764,7 +771,7 @@ def _inspect(args: argparse.Namespace) -> int:
     for path in args.files:
         report = inspect_file(path, photons_per_pattern=args.nphotons)
         print(report.format_text())
-        status = status or (0 if report.ok else 1)
+        status = status or (0 if report.ok else EXIT_BAD_INPUT)
     return status
 
 
@@ -915,8 +922,33 @@ def _show_note(message, category, filename, lineno, file=None, line=None) -> Non
     print(f"{kind}: {message}", file=sys.stderr)
 
 
+#: Exit statuses: bad input (a file, a key, a value, a flag) and a failure while running.
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+_BAD_INPUT = (ScanFileError, ScanValidationError, BundleError, ValueError, RecursionError)
+
+
+def _finish_parser(parser: argparse.ArgumentParser) -> None:
+    """No abbreviated flags (``--device`` must not become ``--devices``); ``--debug`` everywhere."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                command.allow_abbrev = False
+                command.add_argument(
+                    "--debug", action="store_true", help="show the full traceback when a command fails"
+                )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every error is one line on stderr naming what is wrong.
+
+    Exit status 0 on success, 2 for bad input (file, key, value or flag), 1 for a failure
+    while running (disk full, device error, ...), 3 when a signal stopped training early.
+    ``--debug`` adds the traceback.
+    """
     parser = build_parser()
+    _finish_parser(parser)
     args = parser.parse_args(argv)
     _show_package_log()
     try:
@@ -924,12 +956,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             # the package's notes (what a reader detected, masked, calibrated) as one line each
             warnings.showwarning = _show_note
             return _COMMANDS[args.command](args)
-    except (ScanFileError, ScanValidationError, BundleError) as exc:
-        print(f"ptychopinn {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(f"ptychopinn {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"ptychopinn {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001  (the one place every error becomes a message)
+        bad_input = isinstance(exc, _BAD_INPUT)
+        if args.debug:
+            traceback.print_exc()
+        kind = "error" if bad_input else f"failed ({type(exc).__name__})"
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, RecursionError):
+            message = "input nested too deeply to read"
+        if not bad_input:
+            message = message.strip().splitlines()[0]
+        print(f"ptychopinn {args.command}: {kind}: {message}", file=sys.stderr)
+        if not bad_input and not args.debug:
+            print(f"ptychopinn {args.command}: run again with --debug for the traceback", file=sys.stderr)
+        return EXIT_BAD_INPUT if bad_input else EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -42,6 +42,13 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ScanFileError, ScanValidationError
+from .safety import (
+    check_hdf5_stays_inside,
+    check_npy_header,
+    check_zip_members,
+    read_hdf5_array,
+    require_regular_file,
+)
 from .scan import Scan, ScanMetadata
 
 #: Largest decompressed size accepted from a .bz2 / .gz file (bytes): a guard against bombs.
@@ -217,8 +224,7 @@ class _ArrayFile:
     """Reads named arrays from one file without unpickling anything."""
 
     def __init__(self, path: str):
-        if not os.path.isfile(path):
-            raise ScanFileError("no such file", source=path)
+        require_regular_file(path)
         self.path = path
         self.kind = _kind(path)
         try:
@@ -226,11 +232,18 @@ class _ArrayFile:
             if self.kind == "npz":
                 self.archive = np.load(handle, allow_pickle=False)
             elif self.kind == "npy":
-                self.array = np.load(handle, allow_pickle=False)
+                stream = handle if isinstance(handle, io.BytesIO) else open(handle, "rb")
+                with stream:
+                    size = stream.seek(0, io.SEEK_END)
+                    stream.seek(0)
+                    check_npy_header(stream, size, source=path)
+                    self.array = np.load(stream, allow_pickle=False)
             else:
                 import h5py
 
                 self.h5 = h5py.File(handle, "r")
+        except (ScanFileError, ScanValidationError):
+            raise
         except (
             OSError,
             EOFError,
@@ -238,6 +251,10 @@ class _ArrayFile:
             zipfile.BadZipFile,
         ) as exc:  # truncated, corrupt, not that format
             raise ScanFileError(f"cannot be read as {self.kind} ({exc})", source=path) from None
+        if self.kind == "npz":
+            check_zip_members(self.archive.zip, path)
+        elif self.kind == "hdf5":
+            check_hdf5_stays_inside(self.h5, path)
 
     def get(self, key: str) -> np.ndarray:
         try:
@@ -245,12 +262,9 @@ class _ArrayFile:
                 return np.asarray(self.archive[key])
             if self.kind == "npy":
                 return self.array
-            dataset = self.h5[key]
-            if dataset.external or dataset.is_virtual:  # never read other files through this one
-                raise ScanValidationError(
-                    "external or virtual HDF5 storage is refused", source=self.path, key=key
-                )
-            return np.asarray(dataset[()])
+            if key not in self.h5:
+                raise KeyError(key)
+            return read_hdf5_array(self.h5, key, self.path)
         except KeyError:
             keys = list(self.archive.files) if self.kind == "npz" else list(getattr(self, "h5", {}))
             raise ScanValidationError(

@@ -29,6 +29,7 @@ from ..units import energy_ev_to_joules, energy_joules_to_ev, object_pixel_size_
 from .atomic import atomic_path
 from .errors import ScanFileError, ScanValidationError
 from .lazy import HDF5Patterns
+from .safety import hdf5_dataset, open_hdf5, read_hdf5_array
 from .scan import Scan, ScanMetadata
 
 CXI_VERSION = 160
@@ -46,7 +47,7 @@ def _scalar(handle: h5py.File, key: str, path: str) -> float | None:
     if key not in handle:
         return None
     try:
-        value = float(np.asarray(handle[key][()]).reshape(-1)[0])
+        value = float(np.asarray(read_hdf5_array(handle, key, path)).reshape(-1)[0])
     except (TypeError, ValueError, IndexError) as exc:
         raise ScanValidationError(f"is not a number ({exc})", source=path, key=key) from None
     if not (np.isfinite(value) and value > 0):
@@ -54,51 +55,51 @@ def _scalar(handle: h5py.File, key: str, path: str) -> float | None:
     return value
 
 
-def _find_image(handle: h5py.File, kind: str) -> str | None:
+def _find_image(handle: h5py.File, kind: str, path: str) -> str | None:
     entry = handle.get("entry_1")
-    if entry is None:
+    if not isinstance(entry, h5py.Group):
         return None
     for name in sorted(entry):
-        if not name.startswith("image_") or "data" not in entry[name]:
+        image = entry.get(name)
+        if not name.startswith("image_") or not isinstance(image, h5py.Group) or "data" not in image:
             continue
-        data_type = entry[name].get("data_type")
-        if data_type is not None:
-            text = data_type[()]
-            text = text.decode() if isinstance(text, bytes) else str(text)
+        if "data_type" in image:
+            text = read_hdf5_array(handle, f"entry_1/{name}/data_type", path)
+            text = text.reshape(-1)[0] if text.size else ""
+            text = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
             if kind in text.lower():
                 return f"entry_1/{name}/data"
     return None
 
 
-def read_cxi(path: str | os.PathLike) -> Scan:
+def read_cxi(path: str | os.PathLike, *, links_within_folder: bool = False) -> Scan:
     """Read a CXI 1.6 file into a :class:`Scan`, with diffraction data read lazily.
 
     Positions: our own files carry exact pixel positions; for other files the translations
     (m) are divided by the object pixel size ``dx = lambda z / (N p)`` and shifted so that the
     smallest lands at ``N/2``, the first position whose patch lies inside the object grid.
 
+    External links, external storage and virtual datasets are refused unless
+    ``links_within_folder`` admits regular files in the file's own folder
+    (:mod:`ptychopinn.io.safety`).
+
     Raises
     ------
     ScanFileError
-        Missing, truncated or non-HDF5 file.
+        Missing, truncated or non-HDF5 file; an array declaring more than the file holds.
     ScanValidationError
-        Missing datasets, wrong shapes, non-physical values.
+        Missing datasets, wrong shapes, non-physical values, links to other files.
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ScanFileError("no such file", source=path)
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as exc:
-        raise ScanFileError(f"not a readable HDF5 file ({exc}); is it truncated?", source=path) from None
+    handle = open_hdf5(path, links_within_folder=links_within_folder)
     try:
         with handle:
-            return _read_open_cxi(handle, path)
+            return _read_open_cxi(handle, path, links_within_folder)
     except (OSError, RuntimeError, KeyError) as exc:
         raise ScanFileError(f"cannot read ({exc}); is the file truncated?", source=path) from None
 
 
-def _read_open_cxi(handle: h5py.File, path: str) -> Scan:
+def _read_open_cxi(handle: h5py.File, path: str, links_within_folder: bool) -> Scan:
     if "entry_1" not in handle:
         raise ScanValidationError("no '/entry_1' group: not a CXI file", source=path, key="entry_1")
     if "cxi_version" not in handle:
@@ -108,7 +109,9 @@ def _read_open_cxi(handle: h5py.File, path: str) -> Scan:
         raise ScanValidationError(
             f"no diffraction data (looked for {', '.join('/' + k for k in DATA_KEYS)})", source=path
         )
-    patterns = HDF5Patterns(path, handle[data_key].name.lstrip("/"))
+    patterns = HDF5Patterns(
+        path, data_key, links_within_folder=links_within_folder
+    )
     n, size = patterns.shape[0], patterns.shape[-1]
 
     energy_j = _scalar(handle, f"{_SOURCE}/energy", path)
@@ -125,7 +128,7 @@ def _read_open_cxi(handle: h5py.File, path: str) -> Scan:
     if _EXTRAS in handle and "metadata_json" in handle[_EXTRAS].attrs:
         try:
             extras = json.loads(handle[_EXTRAS].attrs["metadata_json"])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             warnings.warn(f"{path}: '/{_EXTRAS}' metadata is not JSON; ignored", stacklevel=3)
     meta_values = dict(extras.get("metadata", {}))
     meta_values.update(
@@ -135,19 +138,23 @@ def _read_open_cxi(handle: h5py.File, path: str) -> Scan:
     )
     metadata = ScanMetadata.from_dict(meta_values, source=path)
 
-    probe_key = next((k for k in PROBE_KEYS if k in handle), None) or _find_image(handle, "probe")
+    probe_key = next((k for k in PROBE_KEYS if k in handle), None) or _find_image(handle, "probe", path)
     if probe_key is None:
         raise ScanValidationError(
             f"no probe (looked for {', '.join('/' + k for k in PROBE_KEYS)} and an image_N "
             "with data_type 'probe')",
             source=path,
         )
-    probe = np.asarray(handle[probe_key][()])
+    probe = read_hdf5_array(handle, probe_key, path)
 
     if f"{_EXTRAS}/positions_px" in handle:
-        positions = np.asarray(handle[f"{_EXTRAS}/positions_px"][()])
+        positions = read_hdf5_array(handle, f"{_EXTRAS}/positions_px", path)
     elif _TRANSLATION in handle:
-        translation = np.asarray(handle[_TRANSLATION][()])
+        translation = read_hdf5_array(handle, _TRANSLATION, path)
+        if translation.dtype.kind not in "biuf":
+            raise ScanValidationError(
+                f"dtype {translation.dtype} is not real numeric", source=path, key=_TRANSLATION
+            )
         if translation.ndim != 2 or translation.shape[1] not in (2, 3):
             raise ScanValidationError(
                 f"shape {translation.shape} is not (n, 3)", source=path, key=_TRANSLATION
@@ -180,19 +187,19 @@ def _read_open_cxi(handle: h5py.File, path: str) -> Scan:
 
     mask = None
     if f"{_DETECTOR}/mask" in handle:
-        bits = np.asarray(handle[f"{_DETECTOR}/mask"][()])
+        bits = read_hdf5_array(handle, f"{_DETECTOR}/mask", path)
         if bits.dtype.kind not in "biu":
             raise ScanValidationError(
                 f"dtype {bits.dtype} is not integer bit flags", source=path, key=f"{_DETECTOR}/mask"
             )
         mask = (bits.astype(np.int64) & _BAD_PIXEL_BIT) == 0
 
-    object_key = _find_image(handle, "object")
-    obj = np.asarray(handle[object_key][()]) if object_key else None
+    object_key = _find_image(handle, "object", path)
+    obj = read_hdf5_array(handle, object_key, path) if object_key else None
     scan_index = (
-        np.asarray(handle[f"{_EXTRAS}/scan_index"][()]) if f"{_EXTRAS}/scan_index" in handle else None
+        read_hdf5_array(handle, f"{_EXTRAS}/scan_index", path) if f"{_EXTRAS}/scan_index" in handle else None
     )
-    patches = np.asarray(handle[f"{_EXTRAS}/patches"][()]) if f"{_EXTRAS}/patches" in handle else None
+    patches = read_hdf5_array(handle, f"{_EXTRAS}/patches", path) if f"{_EXTRAS}/patches" in handle else None
     if positions.shape[0] != n:
         raise ScanValidationError(
             f"{positions.shape[0]} positions for {n} patterns", source=path, key=_TRANSLATION

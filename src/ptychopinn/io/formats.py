@@ -10,6 +10,7 @@ from .cxi import read_cxi, write_cxi
 from .errors import ScanFileError
 from .npz import read_npz, write_npz
 from .ptychodus import hdf5_kind, ptychodus_pair, read_ptychodus
+from .safety import require_regular_file
 from .scan import Scan
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -34,8 +35,7 @@ def detect_format(path: str | os.PathLike) -> str:
         if ptychodus_pair(path) is not None:
             return "ptychodus"
         raise ScanFileError("is a directory without ptychodus' diffraction.h5 and product.h5", source=path)
-    if not os.path.isfile(path):
-        raise ScanFileError("no such file", source=path)
+    require_regular_file(path)
     with open(path, "rb") as handle:
         head = handle.read(8)
     if head.startswith(_ZIP_MAGIC) or head.startswith(b"PK\x05\x06"):
@@ -67,7 +67,11 @@ def format_for_output(path: str | os.PathLike) -> str:
 
 
 def read_scan(
-    path: str | os.PathLike, *, photons_per_pattern: float | None = None, lazy: bool | None = None
+    path: str | os.PathLike,
+    *,
+    photons_per_pattern: float | None = None,
+    lazy: bool | None = None,
+    links_within_folder: bool = False,
 ) -> Scan:
     """Read a scan file of any supported format (detected from its content).
 
@@ -83,6 +87,11 @@ def read_scan(
     lazy : bool, optional
         NPZ only: memory-map the diffraction data (see :func:`~ptychopinn.io.npz.read_npz`).
         CXI/HDF5 data are always read lazily.
+    links_within_folder : bool
+        HDF5 only: admit external links, external storage and virtual datasets whose targets
+        are regular files in the input's own folder (a detector's master file and its data
+        files). Refused by default: a file is read only from itself
+        (:mod:`ptychopinn.io.safety`).
     """
     if is_scan_description(path):
         return read_arrays(path)
@@ -90,8 +99,8 @@ def read_scan(
     if fmt == "npz":
         return read_npz(path, photons_per_pattern=photons_per_pattern, lazy=lazy)
     if fmt == "ptychodus":
-        return read_ptychodus(path)
-    return read_cxi(path)
+        return read_ptychodus(path, links_within_folder=links_within_folder)
+    return read_cxi(path, links_within_folder=links_within_folder)
 
 
 def write_scan(scan: Scan, path: str | os.PathLike) -> None:

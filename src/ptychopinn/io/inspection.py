@@ -17,6 +17,7 @@ from .errors import ScanFileError, ScanValidationError
 from .formats import detect_format, read_scan
 from .npz import read_npy_header
 from .ptychodus import ptychodus_pair
+from .safety import check_zip_members, open_hdf5
 from .scan import Scan
 
 
@@ -75,6 +76,7 @@ class FileReport:
 def _npz_contents(path: str) -> list[tuple[str, tuple[int, ...], str]]:
     entries = []
     with zipfile.ZipFile(path) as archive:
+        check_zip_members(archive, path)
         for name in archive.namelist():
             key = name[:-4] if name.endswith(".npy") else name
             try:
@@ -93,7 +95,7 @@ def _hdf5_contents(path: str) -> list[tuple[str, tuple[int, ...], str]]:
         if isinstance(item, h5py.Dataset):
             entries.append(("/" + name, tuple(item.shape), str(item.dtype)))
 
-    with h5py.File(path, "r") as handle:
+    with open_hdf5(path) as handle:  # refuses links to other files before listing anything
         handle.visititems(visit)
     return entries
 

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 
 from .errors import ScanFileError, ScanValidationError
+from .safety import DEFAULT_LIMITS, hdf5_dataset, open_hdf5
 from .scan import check_intensities
 
 
@@ -32,6 +33,9 @@ class HDF5Patterns:
     bad_pixels : numpy.ndarray, optional
         Bool ``(N, N)``, True where a detector pixel is bad: set to zero before the checks
         (such pixels may hold anything; the scan's mask leaves them out).
+    links_within_folder : bool
+        Admit external links and storage to regular files in the file's own folder
+        (:func:`~ptychopinn.io.safety.open_hdf5`); refused by default.
     """
 
     def __init__(
@@ -41,9 +45,11 @@ class HDF5Patterns:
         *,
         rows: np.ndarray | None = None,
         bad_pixels: np.ndarray | None = None,
+        links_within_folder: bool = False,
     ):
         self.path = os.fspath(path)
         self.key = key
+        self.links_within_folder = links_within_folder
         self._file: h5py.File | None = None
         self._pid: int | None = None
         dataset = self._dataset()
@@ -51,6 +57,17 @@ class HDF5Patterns:
             raise ScanValidationError(f"shape {dataset.shape} is not (n, N, N)", source=self.path, key=key)
         if dataset.dtype.kind not in "biuf":
             raise ScanValidationError(f"dtype {dataset.dtype} is not real numeric", source=self.path, key=key)
+        try:
+            stored = float(dataset.id.get_storage_size())
+        except (OSError, RuntimeError, ValueError):
+            stored = 0.0
+        DEFAULT_LIMITS.check_stored(
+            float(np.prod(dataset.shape, dtype=np.float64)) * dataset.dtype.itemsize,
+            stored,
+            source=self.path,
+            key=key,
+            what=f"shape {dataset.shape} of {dataset.dtype}",
+        )
         self.rows = None if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
         if (
             self.rows is not None
@@ -71,15 +88,9 @@ class HDF5Patterns:
 
     def _dataset(self) -> h5py.Dataset:
         if self._file is None or self._pid != os.getpid():
-            try:
-                self._file = h5py.File(self.path, "r")
-            except OSError as exc:
-                raise ScanFileError(f"cannot open as HDF5 ({exc})", source=self.path) from None
+            self._file = open_hdf5(self.path, links_within_folder=self.links_within_folder)
             self._pid = os.getpid()
-        try:
-            return self._file[self.key]
-        except KeyError:
-            raise ScanValidationError("dataset is missing", source=self.path, key=self.key) from None
+        return hdf5_dataset(self._file, self.key, self.path)
 
     def __len__(self) -> int:
         return self.shape[0]

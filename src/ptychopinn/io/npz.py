@@ -19,6 +19,7 @@ import pickle
 import struct
 import warnings
 import zipfile
+import zlib
 from importlib import import_module
 from typing import Any
 
@@ -27,6 +28,7 @@ import numpy as np
 from .atomic import atomic_path
 from .errors import ScanFileError, ScanValidationError
 from .lazy import MappedPatterns, stored_to_counts
+from .safety import check_zip_members, require_regular_file
 from .scan import Scan, ScanMetadata, check_intensities
 
 log = logging.getLogger("ptychopinn.io")
@@ -229,9 +231,12 @@ def _check_declared_sizes(path: str, archive: zipfile.ZipFile) -> None:
     A corrupt or hostile header (say, 10^12 patterns) must fail here with a message, not
     as a giant allocation inside numpy.
     """
+    check_zip_members(archive, path)
     for info in archive.infolist():
         if not info.filename.endswith(".npy"):
-            continue
+            raise ScanFileError(
+                "is not a .npy array; an NPZ archive holds only .npy members", source=path, key=info.filename
+            )
         key = info.filename[:-4]
         try:
             with archive.open(info) as handle:
@@ -252,6 +257,30 @@ def _check_declared_sizes(path: str, archive: zipfile.ZipFile) -> None:
             )
 
 
+def _verify_crc(handle: Any, start: int, info: zipfile.ZipInfo, path: str, key: str) -> None:
+    """Check a stored member's CRC-32 in one streaming pass (what zipfile does on a full read).
+
+    Raises
+    ------
+    ScanFileError
+        The member's bytes do not match the CRC the archive records: the file is corrupt.
+    """
+    handle.seek(start)
+    crc, left = 0, info.compress_size
+    while left > 0:
+        chunk = handle.read(min(left, 1 << 24))
+        if not chunk:
+            raise ScanFileError("member ends early: the file is truncated", source=path, key=key)
+        crc = zlib.crc32(chunk, crc)
+        left -= len(chunk)
+    if crc != info.CRC:
+        raise ScanFileError(
+            f"CRC-32 mismatch ({crc:08x} read, {info.CRC:08x} recorded): the file is corrupt",
+            source=path,
+            key=key,
+        )
+
+
 def _mapped_member(
     path: str, archive: zipfile.ZipFile, key: str
 ) -> tuple[int, tuple[int, ...], np.dtype] | None:
@@ -266,7 +295,9 @@ def _mapped_member(
             if len(local) < 30 or local[:4] != b"PK\x03\x04":
                 return None
             name_length, extra_length = struct.unpack("<HH", local[26:30])
-            handle.seek(info.header_offset + 30 + name_length + extra_length)
+            member_start = info.header_offset + 30 + name_length + extra_length
+            _verify_crc(handle, member_start, info, path, key)
+            handle.seek(member_start)
             version = np.lib.format.read_magic(handle)
             reader = (
                 np.lib.format.read_array_header_1_0
@@ -277,6 +308,8 @@ def _mapped_member(
             if fortran_order or dtype.hasobject or dtype.kind not in "biuf":
                 return None
             return handle.tell(), tuple(shape), dtype
+    except ScanFileError:
+        raise
     except (OSError, ValueError, EOFError, struct.error):
         return None  # not mappable: the loading path reports what is wrong
 
@@ -372,9 +405,7 @@ def read_npz(
     ScanValidationError
         A key is missing or holds the wrong shape, dtype or values.
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ScanFileError("no such file", source=path)
+    path = require_regular_file(path)
     try:
         archive = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError, RuntimeError) as exc:

@@ -38,6 +38,7 @@ import numpy as np
 from .atomic import atomic_path
 from .errors import ScanFileError, ScanValidationError
 from .lazy import HDF5Patterns
+from .safety import hdf5_dataset, open_hdf5, read_hdf5_array, require_regular_file
 from .scan import Scan, ScanMetadata
 
 log = logging.getLogger("ptychopinn.io")
@@ -71,7 +72,8 @@ def ptychodus_pair(path: str | os.PathLike) -> tuple[Path, Path] | None:
 def hdf5_kind(path: str | os.PathLike) -> str | None:
     """``"cxi"``, ``"ptychodus-diffraction"``, ``"ptychodus-product"`` or None, from the keys."""
     try:
-        with h5py.File(path, "r") as handle:
+        # only the root's names: no dataset is read, no link followed
+        with h5py.File(require_regular_file(path), "r") as handle:
             keys = set(handle.keys())
     except (OSError, RuntimeError, ValueError, KeyError):  # corrupt files: the format's reader says why
         return None
@@ -85,10 +87,37 @@ def hdf5_kind(path: str | os.PathLike) -> str | None:
 
 
 def _dataset(handle: h5py.File, key: str, path: Path) -> h5py.Dataset:
-    item = handle.get(key)
-    if not isinstance(item, h5py.Dataset):
-        raise ScanValidationError("required dataset is missing", source=os.fspath(path), key=key)
-    return item
+    return hdf5_dataset(handle, key, os.fspath(path))
+
+
+def _read(handle: h5py.File, key: str, path: Path) -> np.ndarray:
+    return read_hdf5_array(handle, key, os.fspath(path))
+
+
+def _scan_indexes(values: np.ndarray, key: str, path: Path) -> np.ndarray:
+    """Scan indexes as int64: whole, finite and unique, else a clear error (never cast silently)."""
+    values = np.asarray(values).reshape(-1)
+    where = dict(source=os.fspath(path), key=key)
+    if values.dtype.kind == "f":
+        if not np.isfinite(values).all():
+            raise ScanValidationError(
+                f"{int((~np.isfinite(values)).sum())} non-finite scan index(es)", **where
+            )
+        if not np.array_equal(values, np.round(values)):
+            raise ScanValidationError("scan indexes must be whole numbers", **where)
+    elif values.dtype.kind not in "biu":
+        raise ScanValidationError(f"dtype {values.dtype} is not an integer scan index", **where)
+    if values.size and (values.max() > 2**62 or values.min() < -(2**62)):
+        raise ScanValidationError("scan indexes out of range", **where)
+    values = values.astype(np.int64)
+    unique, counts = np.unique(values, return_counts=True)
+    if (counts > 1).any():
+        raise ScanValidationError(
+            f"duplicate scan index(es) {unique[counts > 1][:5].tolist()}: patterns and positions "
+            "cannot be paired",
+            **where,
+        )
+    return values
 
 
 def _attribute(item: Any, names: tuple[str, ...], path: Path, *, required: bool = True) -> float | None:
@@ -131,16 +160,16 @@ class PtychodusProduct:
     losses: np.ndarray
 
 
-def read_ptychodus_product(path: str | os.PathLike) -> PtychodusProduct:
-    """Read a ptychodus ``product.h5`` (see the module docstring)."""
+def read_ptychodus_product(path: str | os.PathLike, *, links_within_folder: bool = False) -> PtychodusProduct:
+    """Read a ptychodus ``product.h5`` (see the module docstring).
+
+    Links to other files are refused unless ``links_within_folder`` (:mod:`.safety`).
+    """
     path = Path(path)
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as exc:
-        raise ScanFileError(f"cannot open as HDF5 ({exc})", source=os.fspath(path)) from None
+    handle = open_hdf5(path, links_within_folder=links_within_folder)
     with handle:
         name = handle.attrs.get("name", path.parent.name)
-        name = name.decode() if isinstance(name, bytes) else str(name)
+        name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
         energy = _attribute(handle, ("photon_energy_eV", "probe_energy_eV"), path)
         distance = _attribute(handle, ("detector_object_distance_m",), path)
         photons = _attribute(handle, ("probe_photon_count",), path, required=False) or 0.0
@@ -158,11 +187,22 @@ def read_ptychodus_product(path: str | os.PathLike) -> PtychodusProduct:
             _attribute(object_item, ("center_x_m",), path),
             _attribute(object_item, ("center_y_m",), path),
         )
-        indexes = _dataset(handle, "probe_position_indexes", path)[()]
-        xs = _dataset(handle, "probe_position_x_m", path)[()]
-        ys = _dataset(handle, "probe_position_y_m", path)[()]
-        losses = handle["loss_values"][()] if "loss_values" in handle else np.zeros(0)
-        probe, obj = probe_item[()], object_item[()]
+        indexes = _scan_indexes(_read(handle, "probe_position_indexes", path), "probe_position_indexes", path)
+        xs = _read(handle, "probe_position_x_m", path)
+        ys = _read(handle, "probe_position_y_m", path)
+        losses = _read(handle, "loss_values", path) if "loss_values" in handle else np.zeros(0)
+        probe, obj = _read(handle, "probe", path), _read(handle, "object", path)
+    for key, values in (("probe_position_x_m", xs), ("probe_position_y_m", ys), ("loss_values", losses)):
+        if values.dtype.kind not in "biuf":
+            raise ScanValidationError(
+                f"dtype {values.dtype} is not real numeric", source=os.fspath(path), key=key
+            )
+    for key, values in (("probe_position_x_m", xs), ("probe_position_y_m", ys)):
+        if not np.isfinite(values).all():
+            raise ScanValidationError("non-finite position(s)", source=os.fspath(path), key=key)
+    for key, values in (("probe", probe), ("object", obj)):
+        if values.dtype.kind not in "biufc":
+            raise ScanValidationError(f"dtype {values.dtype} is not numeric", source=os.fspath(path), key=key)
     if not (indexes.ndim == xs.ndim == ys.ndim == 1 and indexes.shape == xs.shape == ys.shape):
         raise ScanValidationError(
             f"position datasets disagree: indexes {indexes.shape}, x {xs.shape}, y {ys.shape}",
@@ -179,7 +219,7 @@ def read_ptychodus_product(path: str | os.PathLike) -> PtychodusProduct:
         object=np.asarray(obj),
         object_pixel_size_m=object_pixel,
         object_center_m=center,
-        position_indexes=np.asarray(indexes).astype(np.int64),
+        position_indexes=indexes,
         positions_x_m=np.asarray(xs, dtype=np.float64),
         positions_y_m=np.asarray(ys, dtype=np.float64),
         losses=np.asarray(losses, dtype=np.float64).reshape(-1),
@@ -205,7 +245,7 @@ def _probe_modes(probe: np.ndarray, path: Path) -> np.ndarray:
     return probe
 
 
-def read_ptychodus(path: str | os.PathLike) -> Scan:
+def read_ptychodus(path: str | os.PathLike, *, links_within_folder: bool = False) -> Scan:
     """Read ptychodus' standard layout (``diffraction.h5`` + ``product.h5``) into a :class:`Scan`.
 
     Parameters
@@ -230,20 +270,17 @@ def read_ptychodus(path: str | os.PathLike) -> Scan:
             source=os.fspath(path),
         )
     diffraction_path, product_path = pair
-    product = read_ptychodus_product(product_path)
+    product = read_ptychodus_product(product_path, links_within_folder=links_within_folder)
     source = os.fspath(diffraction_path)
-    try:
-        handle = h5py.File(diffraction_path, "r")
-    except OSError as exc:
-        raise ScanFileError(f"cannot open as HDF5 ({exc})", source=source) from None
+    handle = open_hdf5(diffraction_path, links_within_folder=links_within_folder)
     with handle:
-        indexes = np.asarray(_dataset(handle, "indexes", diffraction_path)[()]).astype(np.int64).reshape(-1)
+        indexes = _scan_indexes(_read(handle, "indexes", diffraction_path), "indexes", diffraction_path)
         patterns = _dataset(handle, "patterns", diffraction_path)
         pixel = (
             _attribute(patterns, ("detector_pixel_width_m",), diffraction_path),
             _attribute(patterns, ("detector_pixel_height_m",), diffraction_path),
         )
-        bad = _dataset(handle, "bad_pixels", diffraction_path)[()] if "bad_pixels" in handle else None
+        bad = _read(handle, "bad_pixels", diffraction_path) if "bad_pixels" in handle else None
         n_stored = patterns.shape[0] if patterns.ndim == 3 else -1
     if n_stored != indexes.shape[0]:
         raise ScanValidationError(
@@ -271,12 +308,15 @@ def read_ptychodus(path: str | os.PathLike) -> Scan:
             *dropped,
         )
     rows_array = np.asarray(rows, dtype=np.int64)
+    if bad is not None and bad.dtype.kind not in "biu":
+        raise ScanValidationError(f"dtype {bad.dtype} is not a boolean mask", source=source, key="bad_pixels")
     bad_pixels = None if bad is None or not np.any(bad) else np.asarray(bad, dtype=bool)
     counts = HDF5Patterns(
         diffraction_path,
         "patterns",
         rows=None if np.array_equal(rows_array, np.arange(len(indexes))) else rows_array,
         bad_pixels=bad_pixels,
+        links_within_folder=links_within_folder,
     )
     size = counts.shape[-1]
 
