@@ -120,7 +120,7 @@ def test_inspect_shows_what_a_bundle_holds(trained, tmp_path, capsys):
     with zipfile.ZipFile(bad, "w") as archive:
         for name, data in members.items():
             archive.writestr(name, data)
-    assert main(["inspect", str(bad)]) == 1
+    assert main(["inspect", str(bad)]) == 2
     assert "SHA-256" in capsys.readouterr().out
 
 

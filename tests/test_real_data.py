@@ -317,7 +317,7 @@ def test_corrupt_array_files_are_clear_errors_and_nothing_is_written(tmp_path, c
     description = tmp_path / "scan.yaml"
     description.write_text("format: arrays\nfile: scan.npz.bz2\ndiffraction: data\npositions: scan\n")
     out = tmp_path / "rec"
-    assert main(["reconstruct", str(description), "--output-dir", str(out), "--no-progress"]) == 1
+    assert main(["reconstruct", str(description), "--output-dir", str(out), "--no-progress"]) == 2
     assert "cannot be read as npz" in capsys.readouterr().err
     assert not out.exists()
 

@@ -64,8 +64,8 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120.0) -> N
 
 def test_sigkill_mid_training_then_resume_reaches_the_final_epoch(scan_file, tmp_path):
     out = tmp_path / "run"
-    # 2000 groups per epoch: an epoch lasts seconds, so the kill lands inside one
-    slow = ("--n-groups", "2000")
+    # 2000 groups of 4 per epoch: an epoch lasts seconds, so the kill lands inside one
+    slow = ("--gridsize", "2", "--n-groups", "2000")
     process = subprocess.Popen(
         train_command(scan_file, out, "--epochs", "200", *slow), stderr=subprocess.PIPE, text=True
     )

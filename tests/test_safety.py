@@ -156,9 +156,7 @@ def test_a_cxi_dataset_pointing_elsewhere_or_declaring_too_much_is_refused(
 
 
 @pytest.mark.parametrize("attack", ATTACKS)
-@pytest.mark.parametrize(
-    "file, key", [(f, k) for f, keys in sorted(PTYCHODUS_KEYS.items()) for k in keys]
-)
+@pytest.mark.parametrize("file, key", [(f, k) for f, keys in sorted(PTYCHODUS_KEYS.items()) for k in keys])
 def test_a_ptychodus_dataset_pointing_elsewhere_is_refused(scan, tmp_path, secret_file, file, key, attack):
     folder = write_ptychodus(scan, tmp_path / "run")
     if attack == "declared_huge" and key in ("probe_position_x_m", "probe_position_indexes", "indexes"):

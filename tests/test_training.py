@@ -399,7 +399,7 @@ def test_training_lowers_the_poisson_loss(scan_file, tmp_path):
         "--learning-rate",
         "3e-3",
     )
-    later = train(config, args.output_dir).summary["metrics"]["train_loss"]
+    later = train(config, args.output_dir, overwrite=True).summary["metrics"]["train_loss"]
     assert later < first
 
 

@@ -777,7 +777,10 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     config = load_run_config(args.config, train_overrides(args))
-    summary = train_model(config, args.output_dir, resume=args.resume).summary
+    summary = train_model(
+        config, args.output_dir, resume=args.resume, overwrite=args.overwrite,
+        inputs=(args.config,) if args.config else (),
+    ).summary  # fmt: skip
     print(
         f"trained {summary['epochs_completed']} epoch(s), {summary['global_steps']} step(s) in "
         f"{summary['wall_time_s']:.1f} s; outputs in {args.output_dir}"
@@ -800,6 +803,7 @@ def _infer(args: argparse.Namespace) -> int:
         inference_batch_size=args.inference_batch_size, n_groups=args.n_groups,
         photons_per_pattern=args.nphotons, progress=False if args.no_progress else None,
         ptychodus_product=args.ptychodus_product, data_consistency_steps=args.data_consistency_steps,
+        overwrite=args.overwrite,
     )  # fmt: skip
     print(
         f"reconstructed {args.data} at {result.patterns_per_second:.0f} patterns/s; "
@@ -835,7 +839,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
         accelerator=args.accelerator, devices=ExecutionConfig(devices=args.devices).devices,
         inference_batch_size=args.inference_batch_size, photons_per_pattern=args.nphotons,
         progress=False if args.no_progress else None, ptychodus_product=args.ptychodus_product,
-        half_scan_frc=args.half_scan_frc,
+        half_scan_frc=args.half_scan_frc, overwrite=args.overwrite,
     )  # fmt: skip
     print(
         f"reconstructed {args.data} ({result.start} start) in {result.timings['total_s']:.1f} s; "
@@ -849,6 +853,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = evaluate_reconstruction(
         args.reconstruction, args.output_dir, ground_truth=args.ground_truth, data=args.data,
         remove_ramp=args.remove_ramp, register=not args.no_register, half_scan_seconds=args.half_scan_seconds,
+        overwrite=args.overwrite,
     )  # fmt: skip
     _print_comparison(result.comparison)
     if "data_fidelity" in result.metrics:
@@ -859,7 +864,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _example(args: argparse.Namespace) -> int:
     config = _DEFAULTS.replace(n_positions=args.n_positions, seed=args.seed)
-    result = run_example(args.output_dir, config, epochs=args.epochs, refine_seconds=args.refine_seconds)
+    result = run_example(
+        args.output_dir,
+        config,
+        epochs=args.epochs,
+        refine_seconds=args.refine_seconds,
+        overwrite=args.overwrite,
+    )
     return 0 if result.ok else 1
 
 
@@ -881,7 +892,9 @@ def _pretrain(args: argparse.Namespace) -> int:
             seed=args.corpus_seed,
         ),
     )
-    summary = pretrain_model(config, run, args.output_dir, resume=args.resume).summary
+    summary = pretrain_model(
+        config, run, args.output_dir, resume=args.resume, overwrite=args.overwrite
+    ).summary
     print(
         f"pretrained {summary['epochs_completed']} epoch(s), {summary['global_steps']} step(s), "
         f"{summary['items_seen']} simulated items in {summary['wall_time_s']:.1f} s; "
@@ -925,6 +938,7 @@ def _show_note(message, category, filename, lineno, file=None, line=None) -> Non
 #: Exit statuses: bad input (a file, a key, a value, a flag) and a failure while running.
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
+_WRITES_A_FOLDER = ("train", "pretrain", "infer", "reconstruct", "evaluate", "example")
 _BAD_INPUT = (ScanFileError, ScanValidationError, BundleError, ValueError, RecursionError)
 
 
@@ -933,8 +947,15 @@ def _finish_parser(parser: argparse.ArgumentParser) -> None:
     parser.allow_abbrev = False
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            for command in action.choices.values():
+            for name, command in action.choices.items():
                 command.allow_abbrev = False
+                if name in _WRITES_A_FOLDER:
+                    command.add_argument(
+                        "--overwrite",
+                        action="store_true",
+                        help="replace the outputs of an earlier run in --output-dir (removed first; "
+                        "inputs are never written). Without it a used folder is refused",
+                    )
                 command.add_argument(
                     "--debug", action="store_true", help="show the full traceback when a command fails"
                 )

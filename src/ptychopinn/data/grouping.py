@@ -7,6 +7,7 @@ centroid is the group's global position. Vectorised: no Python loop over groups.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +63,9 @@ def group_positions(
         g; C = g^2 positions per group. g = 1 gives single-position groups (no overlap term).
     n_groups : int, optional
         Number of groups. Default: one per position (g = 1: every position in order). With
-        more groups than positions, seeds repeat and draw other neighbour sets.
+        more groups than positions (g > 1), seeds repeat and draw other neighbour sets; at
+        most ``n`` (g = 1) or ``n * comb(K, C - 1)`` distinct groups exist, and more is an
+        error (never silently repeated patterns).
     k_neighbors : int, optional
         K, the neighbourhood the C - 1 partners are drawn from; default ``2C - 1``, capped at
         ``n - 1``. Must be at least ``C - 1``.
@@ -87,14 +90,12 @@ def group_positions(
     rng = np.random.default_rng(seed)
 
     if channels == 1:
-        if n_groups is None:
-            seeds = np.arange(n)
-        else:
-            seeds = (
-                np.sort(_seed_positions(n, n_groups, rng))
-                if n_groups <= n
-                else _seed_positions(n, n_groups, rng)
+        if n_groups is not None and n_groups > n:
+            raise ValueError(
+                f"n_groups = {n_groups} exceeds the {n} positions of the scan: with gridsize 1 each "
+                f"group is one pattern, so more would repeat patterns; ask for at most {n}"
             )
+        seeds = np.arange(n) if n_groups is None else np.sort(_seed_positions(n, n_groups, rng))
         indices = seeds[:, None].astype(np.int64)
     else:
         if n < channels:
@@ -106,6 +107,12 @@ def group_positions(
         _, neighbours = cKDTree(positions).query(positions, k=k + 1)
         neighbours = neighbours[:, 1:]  # drop the position itself (distance 0, first)
         n_groups = n if n_groups is None else n_groups
+        possible = n * math.comb(k, channels - 1)
+        if n_groups > possible:
+            raise ValueError(
+                f"n_groups = {n_groups} exceeds the {possible} distinct groups that {n} positions allow "
+                f"(gridsize {gridsize}, K = {k} neighbours); ask for at most {possible}"
+            )
         seeds = _seed_positions(n, n_groups, rng)
         # draw C - 1 of the K neighbours without replacement, for all groups at once
         picks = np.argsort(rng.random((n_groups, k)), axis=1)[:, : channels - 1]

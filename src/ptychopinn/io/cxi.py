@@ -29,7 +29,7 @@ from ..units import energy_ev_to_joules, energy_joules_to_ev, object_pixel_size_
 from .atomic import atomic_path
 from .errors import ScanFileError, ScanValidationError
 from .lazy import HDF5Patterns
-from .safety import hdf5_dataset, open_hdf5, read_hdf5_array
+from .safety import open_hdf5, read_hdf5_array
 from .scan import Scan, ScanMetadata
 
 CXI_VERSION = 160
@@ -109,9 +109,7 @@ def _read_open_cxi(handle: h5py.File, path: str, links_within_folder: bool) -> S
         raise ScanValidationError(
             f"no diffraction data (looked for {', '.join('/' + k for k in DATA_KEYS)})", source=path
         )
-    patterns = HDF5Patterns(
-        path, data_key, links_within_folder=links_within_folder
-    )
+    patterns = HDF5Patterns(path, data_key, links_within_folder=links_within_folder)
     n, size = patterns.shape[0], patterns.shape[-1]
 
     energy_j = _scalar(handle, f"{_SOURCE}/energy", path)

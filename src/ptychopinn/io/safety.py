@@ -69,7 +69,9 @@ class ReadLimits:
             )
         self.check_stored(declared, stored, source=source, key=key, what=what)
 
-    def check_stored(self, declared: float, stored: float | None, *, source: str, key: str, what: str) -> None:
+    def check_stored(
+        self, declared: float, stored: float | None, *, source: str, key: str, what: str
+    ) -> None:
         """Refuse ``declared`` bytes not backed by the ``stored`` ones (for data read lazily too)."""
         if stored is not None and declared > self.free_bytes and declared > stored * self.max_expansion:
             raise ScanFileError(
@@ -146,7 +148,6 @@ def check_hdf5_stays_inside(handle: Any, path: str, *, links_within_folder: bool
     ScanValidationError
         Naming the dataset (or link) and the file it points at.
     """
-    import h5py
 
     folder = Path(path).resolve().parent
 
@@ -164,7 +165,9 @@ def check_hdf5_stays_inside(handle: Any, path: str, *, links_within_folder: bool
     except (ScanValidationError, ScanFileError):
         raise
     except (RuntimeError, OSError, KeyError, ValueError, TypeError, SystemError) as exc:
-        raise ScanFileError(f"cannot walk the file's structure ({exc}); is it corrupt?", source=path) from None
+        raise ScanFileError(
+            f"cannot walk the file's structure ({exc}); is it corrupt?", source=path
+        ) from None
 
 
 def _leaves_the_file(handle: Any, name: str, link: Any, allowed: Any) -> str | None:

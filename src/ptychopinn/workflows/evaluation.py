@@ -24,6 +24,7 @@ from ..physics import diffraction_intensity, extract_patches, poisson_deviance, 
 from ..refine import RefinementConfig, RefinementResult, refine_object
 from .figures import plot_comparison, plot_frc
 from .report import write_report
+from .run_folder import claim_output_folder
 
 #: Metrics use pixels whose summed, normalised probe intensity reaches this (a tenth of one
 #: probe peak): the region the data constrain, not the faint rim.
@@ -254,6 +255,7 @@ def evaluate(
     remove_ramp: bool = False,
     register: bool = True,
     half_scan_seconds: float | None = None,
+    overwrite: bool = False,
 ) -> EvaluationResult:
     """Evaluate a reconstruction; writes ``metrics.json`` (and ``comparison.png`` with a truth).
 
@@ -270,12 +272,15 @@ def evaluate(
         Alignment options of :func:`~ptychopinn.evaluation.compare_objects`.
     half_scan_seconds : float, optional
         With ``data``: also the even/odd half-scan FRC, refining each half this long.
+    overwrite : bool
+        Replace an earlier evaluation's outputs in ``output_dir`` (refused otherwise).
     """
     if ground_truth is None and data is None:
         raise ValueError("nothing to evaluate against: give --ground-truth and/or --data")
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     recon = load_reconstruction(reconstruction)
+    out = claim_output_folder(
+        output_dir, command="evaluate", overwrite=overwrite, inputs=[recon.path, ground_truth, data]
+    )
     metrics: dict[str, object] = {"reconstruction": str(recon.path)}
     files: dict[str, Path] = {}
     comparison = None

@@ -22,6 +22,7 @@ from .figures import plot_scan_overview
 from .inference import InferenceResult, infer
 from .pretrained import matching_bundle
 from .reconstruction import ReconstructResult, reconstruct
+from .run_folder import claim_output_folder
 from .simulation import simulate_to_file
 from .training import train
 
@@ -46,15 +47,16 @@ def run_example(
     epochs: int = 10,
     gridsize: int = 2,
     refine_seconds: float = 20.0,
+    overwrite: bool = False,
     log=print,
 ) -> ExampleResult:
     """Run the built-in example into ``output_dir`` and return what it wrote and found.
 
-    ``config`` defaults to :class:`SimulationConfig` (576 patterns of 64 x 64).
+    ``config`` defaults to :class:`SimulationConfig` (576 patterns of 64 x 64). A folder
+    holding an earlier run is refused unless ``overwrite`` (which removes that run's outputs).
     """
     config = config if config is not None else SimulationConfig()
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_folder(output_dir, command="example", overwrite=overwrite)
     result = ExampleResult(output_dir=out)
     log(
         f"[1/5] simulating {config.n_positions} patterns of {config.pattern_size}^2 "

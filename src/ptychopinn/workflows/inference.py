@@ -28,6 +28,7 @@ from .bundles import load_model_bundle, resolve_device
 from .evaluation import compare_to_truth
 from .outputs import check_product_metadata, write_product, write_reconstruction
 from .report import write_report
+from .run_folder import claim_output_folder
 
 log = logging.getLogger("ptychopinn")
 
@@ -199,8 +200,12 @@ def infer(
     progress: bool | None = None,
     ptychodus_product: bool = False,
     data_consistency_steps: int = 0,
+    overwrite: bool = False,
 ) -> InferenceResult:
     """Reconstruct ``data`` with the bundle ``model`` and write every output to ``output_dir``.
+
+    ``output_dir`` is claimed for this run (:func:`~.run_folder.claim_output_folder`): a folder
+    holding an earlier run's outputs is refused unless ``overwrite``; inputs are never written.
 
     ``data_consistency_steps`` > 0 follows a gridsize-1 fno network by that many
     data-consistency steps over 2 x 2 groups (:func:`with_data_consistency`).
@@ -213,6 +218,7 @@ def infer(
     scan = read_scan(data, photons_per_pattern=photons_per_pattern)
     if ptychodus_product:
         check_product_metadata(scan)  # before the work, not after it
+    output_dir = claim_output_folder(output_dir, command="infer", inputs=[model, data], overwrite=overwrite)
     batch = inference_batch_size or loaded.config.execution.inference_batch_size
     device = resolve_device(accelerator, devices)
     started = time.perf_counter()
@@ -260,7 +266,11 @@ def infer(
         images=[("amplitude", files["amplitude.png"]), ("phase", files["phase.png"]),
                 ("comparison with the ground truth", files.get("comparison.png", ""))],
         metrics=comparison.to_dict() if comparison else None,
-        config=loaded.config.to_dict(),
+        config={"inference": {"accelerator": accelerator, "devices": str(devices), "num_workers": num_workers,
+                              "batch_size": batch, "n_groups": n_groups,
+                              "data_consistency_steps": data_consistency_steps},
+                "model": {"file": os.fspath(model), "generator": loaded.config.model.generator,
+                          "gridsize": loaded.gridsize, "pattern_size": loaded.pattern_size}},
         details=info,
     )  # fmt: skip
     return InferenceResult(reconstruction, comparison, files, info["patterns_per_second"] or 0.0)

@@ -33,13 +33,16 @@ from ..simulate.probes import probe_from_file
 from ..simulate.simulator import make_probe
 from .bundles import load_model_bundle, save_model_bundle
 from .report import training_curves, write_report
+from .run_folder import claim_output_folder
 from .training import (
     TrainResult,
     build_trainer,
+    check_execution_fits_machine,
     checkpoint_paths,
     final_metrics,
     load_pretrained_weights,
     log,
+    metrics_csv_of,
     resolve_resume,
     write_text_atomic,
 )
@@ -129,6 +132,7 @@ def pretrain(
     output_dir: str | Path,
     *,
     resume: str | Path | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Pretrain a network on the simulated corpus; outputs go to ``output_dir``.
 
@@ -138,15 +142,19 @@ def pretrain(
     ``training_summary.json``, ``report.html`` and the bundle ``model.zip`` (its manifest
     records the corpus, the probe and the budget).
     """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     execution = run.execution
-    resume_path = resolve_resume(resume, output_dir)
+    check_execution_fits_machine(execution)
+    resume_path = resolve_resume(resume, Path(output_dir))
     # the corpus's items hold data.gridsize^2 positions: recorded as used
     corpus = dataclasses.replace(pretrain_config.corpus, gridsize=run.data.gridsize)
     pretrain_config = dataclasses.replace(pretrain_config, corpus=corpus)
     probe = resolve_probe(pretrain_config.probe, pretrain_config.pattern_size)
     size = int(probe.shape[-1])
+    probe_file = pretrain_config.probe if os.path.exists(str(pretrain_config.probe)) else None
+    output_dir = claim_output_folder(
+        output_dir, command="pretrain", overwrite=overwrite, resume=resume is not None,
+        inputs=[probe_file, run.training.init_from],
+    )  # fmt: skip
     write_text_atomic(output_dir / "config.yaml", run.to_yaml())
     described = {**asdict(pretrain_config), "pattern_size": size}
     write_text_atomic(output_dir / "pretrain.json", json.dumps(described, indent=2))
@@ -194,7 +202,7 @@ def pretrain(
         )  # fmt: skip
         summary["bundle"] = str(bundle)
         write_text_atomic(output_dir / "training_summary.json", json.dumps(summary, indent=2))
-        curves = training_curves(output_dir)
+        curves = training_curves(output_dir, metrics_csv_of(trainer))
         write_report(
             output_dir,
             f"Pretraining for the {pretrain_config.probe} probe",

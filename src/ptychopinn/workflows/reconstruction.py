@@ -42,6 +42,7 @@ from .inference import Reconstruction, predict_object
 from .outputs import check_product_metadata, write_loss_curve, write_product, write_reconstruction
 from .pretrained import matching_bundle
 from .report import write_report
+from .run_folder import claim_output_folder
 
 
 @dataclass
@@ -229,6 +230,7 @@ def reconstruct(
     progress: bool | None = None,
     ptychodus_product: bool = False,
     half_scan_frc: bool = False,
+    overwrite: bool = False,
     log: Callable[[str], None] = print,
     callback: Callable[[RefinementProgress], None] | None = None,
 ) -> ReconstructResult:
@@ -269,16 +271,20 @@ def reconstruct(
         and as many epochs as the full refinement ran) and report their Fourier ring
         correlation: the resolution without a ground truth (``frc.png``, in
         ``reconstruct.json`` and the report; in metres when the pixel size is known).
+    overwrite : bool
+        Replace the outputs of an earlier run in ``output_dir`` (refused otherwise; inputs are
+        never written: :func:`~.run_folder.claim_output_folder`).
     log : callable
         Receives one-line status messages.
     callback : callable, optional
         Also called with every epoch's :class:`~ptychopinn.refine.RefinementProgress`.
     """
-    out = Path(output_dir)
     scan = read_scan(data, photons_per_pattern=photons_per_pattern)  # bad input: nothing made yet
-    out.mkdir(parents=True, exist_ok=True)
     if ptychodus_product:
         check_product_metadata(scan)  # before the work, not after it
+    if model is not None:
+        load_model_bundle(model)  # a bad bundle is refused before the folder is made
+    out = claim_output_folder(output_dir, command="reconstruct", inputs=[data, model], overwrite=overwrite)
     result = reconstruct_scan(
         scan, model=model, use_pretrained=use_pretrained, train_first=train_first,
         train_time_budget_s=train_time_budget_s, training_dir=out / "training", refinement=refinement,

@@ -62,13 +62,15 @@ def _table(values: Mapping[str, Any]) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
-def training_curves(output_dir: Path) -> Path | None:
-    """Plot train/validation loss per epoch from the CSV logs of a run (None without logs)."""
-    logs = sorted(output_dir.glob("logs/version_*/metrics.csv"))
-    if not logs:
+def training_curves(output_dir: Path, metrics_csv: Path | None) -> Path | None:
+    """Plot train/validation loss per epoch from this run's CSV log (None without one).
+
+    ``metrics_csv`` is the file the run's own logger wrote: never another run's log.
+    """
+    if metrics_csv is None or not Path(metrics_csv).is_file():
         return None
     epochs: dict[str, dict[int, float]] = {"train_loss": {}, "val_loss": {}}
-    with open(logs[-1]) as handle:
+    with open(metrics_csv) as handle:
         for row in csv.DictReader(handle):
             for key in epochs:
                 if row.get(key) not in (None, "") and row.get("epoch") not in (None, ""):

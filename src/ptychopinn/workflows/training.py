@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -36,6 +37,7 @@ from ..models import PINNModule
 from ..models.generators import FNOGenerator, UnrolledGenerator
 from .bundles import load_model_bundle, save_model_bundle
 from .report import training_curves, write_report
+from .run_folder import AtomicCheckpointIO, claim_output_folder
 from .signals import GracefulStop
 
 log = logging.getLogger("ptychopinn")
@@ -275,9 +277,20 @@ def build_trainer(
         enable_model_summary=execution.progress_bar,
         log_every_n_steps=execution.log_every_n_steps,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         default_root_dir=output_dir,
         num_sanity_val_steps=0,
     )
+
+
+def metrics_csv_of(trainer: L.Trainer) -> Path | None:
+    """The CSV file this run's logger writes (None for other loggers or none)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, CSVLogger):
+            return Path(logger.log_dir) / "metrics.csv"
+    return None
 
 
 def checkpoint_paths(trainer: L.Trainer) -> tuple[Path | None, Path | None]:
@@ -298,7 +311,15 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | None = None) -> TrainResult:
+def train(
+    config: RunConfig,
+    output_dir: str | Path,
+    *,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    command: str = "train",
+    inputs: tuple[str | os.PathLike, ...] = (),
+) -> TrainResult:
     """Train the physics-informed network as configured; outputs go to ``output_dir``.
 
     Writes ``config.yaml`` (the effective configuration) first, Lightning checkpoints under
@@ -314,19 +335,27 @@ def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | Non
     resume : str or Path, optional
         A checkpoint to continue from; ``"last"`` for ``output_dir/checkpoints/last.ckpt``;
         ``"auto"`` for that file when it exists (else a fresh start: for requeued jobs).
+        Only this folder's own run is resumed (see :mod:`.run_folder`).
+    overwrite : bool
+        Replace the outputs of an earlier run in ``output_dir`` (refused otherwise).
+    command, inputs
+        The command named in the folder's run record, and files read besides the
+        configuration's (a ``--config`` file): none of them may be written.
     """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     pretrained = None
     if config.training.init_from is not None:
         pretrained = load_model_bundle(config.training.init_from)
         config = with_architecture_of(config, pretrained)
     execution = config.execution
-    resume_path = resolve_resume(resume, output_dir)
-    write_text_atomic(output_dir / "config.yaml", config.to_yaml())
+    check_execution_fits_machine(execution)
+    resume_path = resolve_resume(resume, Path(output_dir))
     L.seed_everything(execution.seed, workers=True, verbose=False)
-
-    data = prepare_training_data(config)
+    data = prepare_training_data(config)  # bad input fails here, before anything is written
+    output_dir = claim_output_folder(
+        output_dir, command=command, overwrite=overwrite, resume=resume is not None,
+        inputs=[config.data.train_data, config.data.test_data, config.training.init_from, *inputs],
+    )  # fmt: skip
+    write_text_atomic(output_dir / "config.yaml", config.to_yaml())
     for note in data.notes:
         log.warning(note)
     has_validation = data.validation is not None
@@ -394,7 +423,7 @@ def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | Non
         summary["bundle"] = str(bundle)
         summary["best_bundle"] = str(best_bundle) if best_bundle else None
         write_text_atomic(output_dir / "training_summary.json", json.dumps(summary, indent=2))
-        curves = training_curves(output_dir)
+        curves = training_curves(output_dir, metrics_csv_of(trainer))
         write_report(
             output_dir,
             f"Training on {Path(config.data.train_data).name}",
@@ -418,13 +447,79 @@ def train(config: RunConfig, output_dir: str | Path, *, resume: str | Path | Non
     )
 
 
+def _complete_checkpoint(path: Path) -> bool:
+    """True for a whole checkpoint file (torch's zip format, central directory present)."""
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return False
+        with zipfile.ZipFile(path) as archive:
+            return len(archive.namelist()) > 0
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def resolve_resume(resume: str | Path | None, output_dir: Path) -> str | None:
+    """The checkpoint ``--resume`` names, checked to be whole before training starts.
+
+    ``auto`` takes ``checkpoints/last.ckpt`` of ``output_dir`` when whole; when it is not
+    (a kill during a copy), the newest whole checkpoint of the folder, with a warning; else
+    a fresh start.
+
+    Raises
+    ------
+    ValueError
+        A named checkpoint (``last`` or a path) that is missing, empty or not a checkpoint.
+    """
     if resume is None:
         return None
-    last = output_dir / "checkpoints" / "last.ckpt"
+    folder = output_dir / "checkpoints"
+    last = folder / "last.ckpt"
     if str(resume) == "auto":  # a requeued job: continue if there is something to continue
-        return str(last) if last.is_file() else None
+        if _complete_checkpoint(last):
+            return str(last)
+        others = sorted(
+            (p for p in folder.glob("*.ckpt") if p != last and _complete_checkpoint(p)),
+            key=lambda p: p.stat().st_mtime,
+        )
+        if last.exists():
+            log.warning(
+                "--resume auto: %s is incomplete; %s", last,
+                f"resuming from {others[-1].name}" if others else "starting afresh",
+            )  # fmt: skip
+        return str(others[-1]) if others else None
     path = last if str(resume) == "last" else Path(resume)
     if not path.is_file():
         raise ValueError(f"--resume: checkpoint {path} not found")
+    if not _complete_checkpoint(path):
+        raise ValueError(f"--resume: {path} is empty, truncated or not a Lightning checkpoint")
     return str(path)
+
+
+def check_execution_fits_machine(execution: ExecutionConfig) -> None:
+    """Refuse an accelerator this machine lacks, or more devices than it has, before any work.
+
+    Raises
+    ------
+    ValueError
+        Naming the field, the flag and what the machine has.
+    """
+    accelerator, devices = execution.accelerator, execution.devices
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if accelerator in ("gpu", "cuda") and gpus == 0:
+        raise ValueError(
+            f"execution.accelerator = {accelerator!r} (--accelerator): this machine has no CUDA GPU; "
+            "use --accelerator cpu or auto"
+        )
+    if accelerator == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError("execution.accelerator = 'mps' (--accelerator): MPS is not available here")
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
+    available = gpus if on_gpu else (os.cpu_count() or 1)
+    what = "GPU(s)" if on_gpu else "CPU core(s)"
+    wanted = len(devices) if isinstance(devices, tuple) else devices
+    if isinstance(wanted, int) and wanted > available:
+        raise ValueError(
+            f"execution.devices = {wanted} (--devices): this machine has {available} {what}; "
+            f"ask for at most {available}"
+        )
+    if on_gpu and isinstance(devices, tuple) and devices and max(devices) >= gpus:
+        raise ValueError(f"execution.devices = {list(devices)} (--devices): GPU indices run 0 .. {gpus - 1}")
