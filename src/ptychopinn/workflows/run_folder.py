@@ -135,8 +135,8 @@ def claim_output_folder(
         else:
             shown = ", ".join(present[:6]) + (", ..." if len(present) > 6 else "")
             raise ValueError(
-                f"--output-dir {out}: holds the outputs of an earlier '{earlier}' run ({shown or RUN_RECORD}); "
-                "use --overwrite to replace them, or choose a new folder"
+                f"--output-dir {out}: holds the outputs of an earlier '{earlier}' run "
+                f"({shown or RUN_RECORD}); use --overwrite to replace them, or choose a new folder"
             )
     try:
         out.mkdir(parents=True, exist_ok=True)
