@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 
 from ptychopinn.io import ScanFileError, ScanValidationError, inspect_file, read_scan, write_scan
-from ptychopinn.io.ptychodus import write_ptychodus_product
 from ptychopinn.io.safety import ReadLimits, check_zip_members, open_hdf5
 from ptychopinn.simulate import SimulationConfig, simulate_scan
+
+from conftest import write_ptychodus_folder
 
 READ_ERRORS = (ScanFileError, ScanValidationError)
 SECRET = b"PTYCHOPINN_SECRET=do-not-copy-me;" * 8
@@ -66,22 +67,6 @@ def secret_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("elsewhere") / "secret.bin"
     path.write_bytes(SECRET * 64)
     return path
-
-
-def write_ptychodus(scan, folder):
-    folder.mkdir(parents=True, exist_ok=True)
-    with h5py.File(folder / "diffraction.h5", "w") as handle:
-        handle["indexes"] = np.arange(scan.n_patterns)
-        patterns = handle.create_dataset("patterns", data=scan.get_patterns().astype(np.uint32))
-        patterns.attrs["detector_pixel_width_m"] = scan.metadata.detector_pixel_size_m
-        patterns.attrs["detector_pixel_height_m"] = scan.metadata.detector_pixel_size_m
-        handle["bad_pixels"] = np.zeros((scan.pattern_size,) * 2, bool)
-    write_ptychodus_product(
-        folder / "product.h5", object=scan.object, probe=scan.probe_modes, positions=scan.positions,
-        pixel_size_m=scan.pixel_size_m(), energy_ev=scan.metadata.energy_ev,
-        detector_distance_m=scan.metadata.detector_distance_m,
-    )  # fmt: skip
-    return folder
 
 
 def replace_dataset(path, key, attack, secret_file):
@@ -158,7 +143,7 @@ def test_a_cxi_dataset_pointing_elsewhere_or_declaring_too_much_is_refused(
 @pytest.mark.parametrize("attack", ATTACKS)
 @pytest.mark.parametrize("file, key", [(f, k) for f, keys in sorted(PTYCHODUS_KEYS.items()) for k in keys])
 def test_a_ptychodus_dataset_pointing_elsewhere_is_refused(scan, tmp_path, secret_file, file, key, attack):
-    folder = write_ptychodus(scan, tmp_path / "run")
+    folder = write_ptychodus_folder(scan, tmp_path / "run")
     if attack == "declared_huge" and key in ("probe_position_x_m", "probe_position_indexes", "indexes"):
         attack = "group"  # 1-d: declared-huge is covered by the 2-d keys; keep the case count
     replace_dataset(folder / file, key, attack, secret_file)
@@ -170,7 +155,7 @@ def test_a_ptychodus_dataset_pointing_elsewhere_is_refused(scan, tmp_path, secre
 def test_the_secret_never_reaches_the_outputs_of_reconstruct(scan, tmp_path, secret_file, capsys):
     from ptychopinn.cli.main import main
 
-    folder = write_ptychodus(scan, tmp_path / "run")
+    folder = write_ptychodus_folder(scan, tmp_path / "run")
     replace_dataset(folder / "product.h5", "probe", "external_storage", secret_file)
     code = main(["reconstruct", str(folder), "--output-dir", str(tmp_path / "out"), "--epochs", "1",
                  "--no-pretrained", "--ptychodus-product"])  # fmt: skip
