@@ -27,6 +27,8 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from .atomic import atomic_path
+from .errors import ScanFileError
+from .safety import DEFAULT_LIMITS, require_regular_file
 
 BUNDLE_FORMAT = "ptychopinn-bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -103,7 +105,7 @@ def _read_member(archive: zipfile.ZipFile, name: str, limit: int, source: str) -
         )
     try:
         return archive.read(name)
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError, ValueError) as exc:
         raise BundleError(f"member {name!r} is corrupt ({exc})", source=source) from None
 
 
@@ -118,18 +120,30 @@ def read_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torc
         corrupt), or a payload that is not safetensors.
     """
     source = os.fspath(path)
-    if not os.path.isfile(source):
-        raise BundleError("no such file", source=source)
+    try:
+        require_regular_file(source, what="model bundle")
+    except ScanFileError as exc:
+        raise BundleError(exc.reason, source=source) from None
     try:
         archive = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise BundleError(f"not a model bundle (not a zip archive: {exc})", source=source) from None
     with archive:
         _check_member_names(archive, source)
+        for info in archive.infolist():
+            if info.flag_bits & 0x1:
+                raise BundleError(f"member {info.filename!r} is encrypted; bundles never are", source=source)
+            try:  # inflated sizes bounded before anything is inflated (no zip bombs)
+                DEFAULT_LIMITS.check_stored(
+                    float(info.file_size), float(info.compress_size), source=source, key=info.filename,
+                    what="member",
+                )  # fmt: skip
+            except ScanFileError as exc:
+                raise BundleError(exc.reason, source=source) from None
         raw_manifest = _read_member(archive, MANIFEST_NAME, _MAX_MANIFEST_BYTES, source)
         try:
             manifest = json.loads(raw_manifest)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise BundleError(f"manifest.json is not valid JSON ({exc})", source=source) from None
         if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"manifest.json does not describe a {BUNDLE_FORMAT}", source=source)
@@ -145,7 +159,15 @@ def read_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torc
         payloads = manifest.get("payloads")
         if not isinstance(payloads, dict) or set(payloads) != {WEIGHTS_NAME}:
             raise BundleError(f"manifest must list exactly the payload {WEIGHTS_NAME!r}", source=source)
-        expected = payloads[WEIGHTS_NAME].get("sha256") if isinstance(payloads[WEIGHTS_NAME], dict) else None
+        described = payloads[WEIGHTS_NAME] if isinstance(payloads[WEIGHTS_NAME], dict) else {}
+        expected = described.get("sha256")
+        declared = described.get("bytes")
+        if declared is not None and declared != archive.getinfo(WEIGHTS_NAME).file_size:
+            raise BundleError(
+                f"{WEIGHTS_NAME} holds {archive.getinfo(WEIGHTS_NAME).file_size} bytes, the manifest "
+                f"says {declared!r}: the bundle was modified or corrupted",
+                source=source,
+            )
         payload = _read_member(archive, WEIGHTS_NAME, _MAX_WEIGHTS_BYTES, source)
     if _sha256(payload) != expected:
         raise BundleError(
@@ -157,4 +179,8 @@ def read_bundle(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torc
         tensors = load_safetensors(payload)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise BundleError(f"{WEIGHTS_NAME} is not a safetensors payload ({exc})", source=source) from None
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            if not bool(torch.isfinite(tensor).all()):
+                raise BundleError(f"tensor {name!r} holds NaN or infinite values; refusing it", source=source)
     return manifest, tensors

@@ -6,7 +6,9 @@ import dataclasses
 import os
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import h5py
 import numpy as np
@@ -59,7 +61,7 @@ class FileReport:
             for name, shape, dtype in self.contents:
                 lines.append(f"  {name:<{width}}  {str(shape):<20} {dtype}")
         if self.summary:
-            lines.append("scan:")
+            lines.append("model:" if self.format == "model bundle" else "scan:")
             width = max(len(label) for label, _ in self.summary)
             lines.extend(f"  {label:<{width}}  {value}" for label, value in self.summary)
         if self.notes:
@@ -188,11 +190,17 @@ def _is_bundle(path: str) -> bool:
         return False
 
 
-def _inspect_bundle(path: str, report: FileReport) -> FileReport:
-    """What a model bundle holds; every check of :func:`read_bundle` is a problem here."""
+def _inspect_bundle(path: str, report: FileReport, bundle_check: Callable[[str], Any] | None) -> FileReport:
+    """What a model bundle holds; every check of :func:`read_bundle` is a problem here.
+
+    ``bundle_check`` (the loader of :mod:`ptychopinn.workflows`) also rebuilds the network:
+    a bundle that cannot be loaded is never reported as fine.
+    """
     report.format = "model bundle"
     try:
         manifest, tensors = read_bundle(path)
+        if bundle_check is not None:
+            bundle_check(path)
     except BundleError as exc:
         report.problems.append(str(exc).removeprefix(f"{path}: "))
         return report
@@ -220,11 +228,17 @@ def _inspect_bundle(path: str, report: FileReport) -> FileReport:
     return report
 
 
-def inspect_file(path: str | os.PathLike, *, photons_per_pattern: float | None = None) -> FileReport:
+def inspect_file(
+    path: str | os.PathLike,
+    *,
+    photons_per_pattern: float | None = None,
+    bundle_check: Callable[[str], Any] | None = None,
+) -> FileReport:
     """Report what a scan file or a model bundle holds and every problem found.
 
     Never raises for bad data. Reads every pattern (block by block for large HDF5 files) to
-    check the values; verifies a bundle's hashes.
+    check the values; verifies a bundle's hashes, and with ``bundle_check`` (a loader raising
+    :class:`BundleError`) that its network can be rebuilt.
     """
     path = os.fspath(path)
     report = FileReport(path=path)
@@ -237,7 +251,7 @@ def inspect_file(path: str | os.PathLike, *, photons_per_pattern: float | None =
         report.problems.append(exc.reason)
         return report
     if report.format == "npz" and _is_bundle(path):
-        return _inspect_bundle(path, report)
+        return _inspect_bundle(path, report, bundle_check)
     lister = {"npz": _npz_contents, "ptychodus": _ptychodus_contents}.get(report.format, _hdf5_contents)
     return _inspect_scan(path, report, photons_per_pattern, lister)
 

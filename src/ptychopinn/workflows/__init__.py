@@ -13,10 +13,10 @@ from ..config import (
     load_run_config,
 )
 from ..data import CorpusConfig
-from ..io import BundleError, FileReport, ScanFileError, ScanValidationError, inspect_file
+from ..io import BundleError, FileReport, ScanFileError, ScanValidationError
 from ..refine import OPTIMIZERS, REFINE_LOSSES, SOLVERS, RefinementConfig, RefinementResult
 from ..simulate import OBJECT_KINDS, PROBE_KINDS, SCAN_KINDS, SimulationConfig
-from .bundles import LoadedModel, load_model_bundle, save_model_bundle
+from .bundles import LoadedModel, inspect_file, load_model_bundle, save_model_bundle
 from .evaluation import EvaluationResult, evaluate
 from .example import ExampleResult, run_example
 from .figures import plot_scan_overview

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -11,7 +12,8 @@ import torch
 
 from .. import __version__
 from ..config import RunConfig
-from ..io import BundleError, read_bundle, write_bundle
+from ..io import BundleError, FileReport, read_bundle, write_bundle
+from ..io import inspect_file as inspect_io
 from ..models import PINNModule
 
 
@@ -69,20 +71,48 @@ def load_model_bundle(path: str | os.PathLike) -> LoadedModel:
     source = os.fspath(path)
     try:
         config = RunConfig.from_dict(manifest["config"], source=f"{source}: manifest config")
-        module = PINNModule(
-            model=config.to_dict()["model"],
-            training=config.to_dict()["training"],
-            channels=int(manifest["channels"]),
-            size=int(manifest["pattern_size"]),
-            probe_modes=int(manifest["probe_modes"]),
-            learning_rate=config.execution.learning_rate,
-            scheduler=config.execution.scheduler,
-            input_scale=float(manifest["input_scale"]),
-            input_normalisation=str(manifest.get("input_normalisation", "frozen")),
-            has_mask=bool(manifest["has_mask"]),
-        )
+        for key in ("channels", "pattern_size", "probe_modes", "gridsize"):
+            value = manifest[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"manifest {key} = {value!r} is not a positive integer")
+        if not isinstance(manifest["has_mask"], bool):
+            raise ValueError(f"manifest has_mask = {manifest['has_mask']!r} is not true or false")
+        scale = manifest["input_scale"]
+        if not isinstance(scale, (int, float)) or isinstance(scale, bool):
+            raise ValueError(f"input_scale {scale!r} is not a number")
+        scale = float(scale)
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"input_scale {scale!r} must be a finite positive number")
+
+        def build() -> PINNModule:
+            return PINNModule(
+                model=config.to_dict()["model"],
+                training=config.to_dict()["training"],
+                channels=int(manifest["channels"]),
+                size=int(manifest["pattern_size"]),
+                probe_modes=int(manifest["probe_modes"]),
+                learning_rate=config.execution.learning_rate,
+                scheduler=config.execution.scheduler,
+                input_scale=scale,
+                input_normalisation=str(manifest.get("input_normalisation", "frozen")),
+                has_mask=bool(manifest["has_mask"]),
+            )
+
+        # the architecture is compared with the stored tensors on the meta device (no memory):
+        # a manifest claiming pattern_size 30000 must not build a 7 GB network first
+        with torch.device("meta"):
+            expected = {name: tuple(t.shape) for name, t in build().state_dict().items()}
+        stored = {name: tuple(t.shape) for name, t in tensors.items()}
+        if expected != stored:
+            differ = sorted(
+                f"{name} {stored.get(name, 'missing')} vs {expected.get(name, 'unexpected')}"
+                for name in set(expected) | set(stored)
+                if expected.get(name) != stored.get(name)
+            )
+            raise ValueError("the weights do not fit the manifest's network: " + "; ".join(differ[:3]))
+        module = build()
         module.load_state_dict(tensors, strict=True)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
         raise BundleError(
             f"manifest and weights do not describe a buildable network ({exc})", source=source
         ) from None
@@ -114,3 +144,8 @@ def resolve_device(accelerator: str, devices: Any = "auto") -> torch.device:
     if accelerator == "cpu":
         return torch.device("cpu")
     raise ValueError(f"accelerator '{accelerator}' is not supported for inference (use auto, cpu, gpu, mps)")
+
+
+def inspect_file(path: str | os.PathLike, *, photons_per_pattern: float | None = None) -> FileReport:
+    """:func:`ptychopinn.io.inspect_file`, where a bundle must also rebuild its network."""
+    return inspect_io(path, photons_per_pattern=photons_per_pattern, bundle_check=load_model_bundle)

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import load_run_config
-from ..io import FileReport, inspect_file, read_scan
+from ..io import FileReport, read_scan
 from ..refine import RefinementConfig
 from ..simulate import SimulationConfig
+from .bundles import inspect_file
 from .figures import plot_scan_overview
 from .inference import InferenceResult, infer
 from .pretrained import matching_bundle
