@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_ptychodus_folder
 
+from conftest import write_ptychodus_folder
 from ptychopinn.cli.main import main
 from ptychopinn.io import write_scan
 from ptychopinn.simulate import SimulationConfig, simulate_scan
@@ -181,7 +181,8 @@ def test_upstream_flags_are_understood_and_abbreviations_are_not(scan_file, tmp_
 
 def test_debug_shows_the_traceback(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "missing.npz")]) == 2
-    assert main(["reconstruct", str(tmp_path / "missing.npz"), "--output-dir", str(tmp_path / "o"), "--debug"]) == 2
+    missing = str(tmp_path / "missing.npz")
+    assert main(["reconstruct", missing, "--output-dir", str(tmp_path / "o"), "--debug"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and "no such file" in err
 

@@ -18,11 +18,10 @@ import h5py
 import numpy as np
 import pytest
 
+from conftest import write_ptychodus_folder
 from ptychopinn.io import ScanFileError, ScanValidationError, inspect_file, read_scan, write_scan
 from ptychopinn.io.safety import ReadLimits, check_zip_members, open_hdf5
 from ptychopinn.simulate import SimulationConfig, simulate_scan
-
-from conftest import write_ptychodus_folder
 
 READ_ERRORS = (ScanFileError, ScanValidationError)
 SECRET = b"PTYCHOPINN_SECRET=do-not-copy-me;" * 8
