@@ -40,6 +40,7 @@ from ..workflows import (
     evaluate_reconstruction,
     infer_scan,
     inspect_file,
+    is_secondary_process,
     load_run_config,
     pretrain_model,
     reconstruct_file,
@@ -781,6 +782,8 @@ def _train(args: argparse.Namespace) -> int:
         config, args.output_dir, resume=args.resume, overwrite=args.overwrite,
         inputs=(args.config,) if args.config else (),
     ).summary  # fmt: skip
+    if is_secondary_process():
+        return 0  # one final line per run, not one per process
     print(
         f"trained {summary['epochs_completed']} epoch(s), {summary['global_steps']} step(s) in "
         f"{summary['wall_time_s']:.1f} s; outputs in {args.output_dir}"
@@ -938,6 +941,14 @@ def _show_note(message, category, filename, lineno, file=None, line=None) -> Non
 #: Exit statuses: bad input (a file, a key, a value, a flag) and a failure while running.
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
+#: Lightning warnings that say nothing about the user's run (regular expressions).
+_LIGHTNING_NOISE = (
+    r".*smaller than the logging interval.*",
+    r".*does not have many workers.*",
+    r".*LeafSpec.*is deprecated.*",
+    r".*Checkpoint directory .* exists and is not empty.*",
+    r".*You defined a `validation_step` but have no `val_dataloader`.*",
+)
 _WRITES_A_FOLDER = ("train", "pretrain", "infer", "reconstruct", "evaluate", "example")
 _BAD_INPUT = (ScanFileError, ScanValidationError, BundleError, ValueError, RecursionError)
 
@@ -972,10 +983,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _finish_parser(parser)
     args = parser.parse_args(argv)
     _show_package_log()
+    # Lightning's per-run banners (accelerator lines, adverts) are not the user's business
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     try:
         with warnings.catch_warnings():
             # the package's notes (what a reader detected, masked, calibrated) as one line each
             warnings.showwarning = _show_note
+            for noise in _LIGHTNING_NOISE:
+                warnings.filterwarnings("ignore", message=noise)
             return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print(f"ptychopinn {args.command}: interrupted", file=sys.stderr)

@@ -31,7 +31,6 @@ import bz2
 import dataclasses
 import gzip
 import io
-import json
 import math
 import os
 import warnings
@@ -46,6 +45,7 @@ from .safety import (
     check_hdf5_stays_inside,
     check_npy_header,
     check_zip_members,
+    load_document,
     read_hdf5_array,
     require_regular_file,
 )
@@ -142,19 +142,11 @@ class ArrayLayout:
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> ArrayLayout:
         """Read a scan description (YAML or JSON); ``file`` is taken relative to it."""
-        import yaml
-
         path = Path(path)
         try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ScanFileError(
-                f"cannot read the scan description ({exc.strerror})", source=str(path)
-            ) from None
-        try:
-            values = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError) as exc:
-            raise ScanFileError(f"not a valid scan description: {exc}", source=str(path)) from None
+            values = load_document(path, what="scan description")
+        except ValueError as exc:
+            raise ScanFileError(str(exc).removeprefix(f"{path}: "), source=str(path)) from None
         if not isinstance(values, dict) or values.get("format") != "arrays":
             raise ScanFileError("a scan description is a mapping with 'format: arrays'", source=str(path))
         values = dict(values)

@@ -18,6 +18,7 @@ Every reader of this package goes through these checks (``docs/reliability.md``)
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from dataclasses import dataclass
@@ -324,3 +325,71 @@ def check_npy_header(stream: Any, available: int, *, source: str, key: str = "ar
             key=key,
         )
     DEFAULT_LIMITS.check(declared, None, source=source, key=key, what=f"shape {tuple(shape)} of {dtype}")
+
+
+#: Largest configuration or scan-description file read, and its deepest nesting.
+MAX_DOCUMENT_BYTES = 1024**2
+MAX_DOCUMENT_DEPTH = 32
+
+
+def load_document(path: str | os.PathLike, *, what: str = "file") -> Any:
+    """Read a small YAML or JSON document (by suffix) with bounded size, nesting and no aliases.
+
+    YAML anchors and aliases are refused (a few hundred bytes of nested aliases expand to
+    billions of nodes), as is nesting deeper than :data:`MAX_DOCUMENT_DEPTH` or a file over
+    :data:`MAX_DOCUMENT_BYTES`.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and what is wrong.
+    """
+    import yaml
+
+    path = os.fspath(path)
+    try:
+        require_regular_file(path, what=what)
+    except ScanFileError as exc:
+        raise ValueError(str(exc)) from None
+    if os.path.getsize(path) > MAX_DOCUMENT_BYTES:
+        raise ValueError(f"{path}: {_size(os.path.getsize(path))} is too large for a {what}")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot be read as text ({exc})") from None
+    is_json = Path(path).suffix.lower() == ".json"
+    try:
+        if is_json:
+            values = json.loads(text)
+        else:
+            depth = 0
+            for event in yaml.parse(text, Loader=yaml.SafeLoader):
+                if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                    raise ValueError("YAML anchors and aliases are not accepted")
+                if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                    depth += 1
+                    if depth > MAX_DOCUMENT_DEPTH:
+                        raise ValueError(f"nested deeper than {MAX_DOCUMENT_DEPTH} levels")
+                elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                    depth -= 1
+            values = yaml.safe_load(text)
+    except RecursionError:
+        raise ValueError(f"{path}: nested too deeply to read") from None
+    except (ValueError, yaml.YAMLError) as exc:
+        kind = "JSON" if is_json else "YAML"
+        raise ValueError(f"{path}: not a valid {what} ({kind}): {exc}") from None
+    if _depth(values) > MAX_DOCUMENT_DEPTH:
+        raise ValueError(f"{path}: nested deeper than {MAX_DOCUMENT_DEPTH} levels")
+    return values
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of lists and dicts, iteratively (no recursion limit to hit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest

@@ -17,6 +17,10 @@ from .objects import OBJECT_KINDS, make_object
 from .probes import PROBE_KINDS, focused_probe, gaussian_probe, probe_from_file
 from .scans import SCAN_KINDS, make_positions
 
+#: Largest simulated detector (pixels per side) and object (bytes, complex64).
+MAX_PATTERN_SIZE = 4096
+MAX_OBJECT_BYTES = 4 * 1024**3
+
 
 @dataclass(frozen=True)
 class SimulationConfig:
@@ -86,6 +90,12 @@ class SimulationConfig:
     def __post_init__(self) -> None:
         if self.pattern_size < 2 or self.pattern_size % 2:
             raise ValueError(f"pattern_size must be even and >= 2, got {self.pattern_size}")
+        if self.pattern_size > MAX_PATTERN_SIZE:
+            raise ValueError(
+                f"pattern_size {self.pattern_size} is larger than the {MAX_PATTERN_SIZE}-pixel "
+                "detectors the simulator makes (one complex probe alone would need "
+                f"{self.pattern_size**2 * 8 / 1024**3:.1f} GiB)"
+            )
         if self.n_positions < 1:
             raise ValueError(f"n_positions must be >= 1, got {self.n_positions}")
         if self.object_kind not in OBJECT_KINDS:
@@ -279,6 +289,12 @@ def simulate_scan(
     )
     positions = relative - relative.min(axis=0) + half + config.margin_px
     shape = tuple(int(math.ceil(v)) + half + config.margin_px + 1 for v in positions.max(axis=0))
+    if shape[0] * shape[1] * 8 > MAX_OBJECT_BYTES:
+        raise ValueError(
+            f"the scan needs an object of {shape[0]} x {shape[1]} pixels "
+            f"({shape[0] * shape[1] * 8 / 1024**3:.1f} GiB complex64), over the "
+            f"{MAX_OBJECT_BYTES / 1024**3:.0f} GiB the simulator holds: fewer positions or a smaller step"
+        )
     obj = make_object(
         config.object_kind,
         shape,

@@ -23,6 +23,7 @@ from .figures import plot_scan_overview
 from .inference import InferenceResult, Reconstruction, infer, predict_object
 from .pretraining import PretrainConfig, pretrain
 from .reconstruction import ReconstructResult, reconstruct, reconstruct_scan
+from .run_folder import claim_output_folder, is_secondary_process
 from .simulation import simulate_to_file
 from .training import TrainResult, train
 
@@ -33,6 +34,8 @@ reconstruct_file = reconstruct
 evaluate_reconstruction = evaluate
 
 __all__ = [
+    "claim_output_folder",
+    "is_secondary_process",
     "ACCELERATORS",
     "GENERATOR_NAMES",
     "LOGGERS",

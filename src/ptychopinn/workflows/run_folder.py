@@ -115,7 +115,7 @@ def claim_output_folder(
         raise ValueError("--output-dir: empty; name the folder for the outputs")
     out = Path(output_dir)
     writes = tuple(OUTPUTS[command] if writes is None else writes)
-    if _secondary_process():  # a worker rank of a distributed run: rank 0 claimed the folder
+    if is_secondary_process():  # a worker rank of a distributed run: rank 0 claimed the folder
         out.mkdir(parents=True, exist_ok=True)
         return out
     if out.exists() and not out.is_dir():
@@ -150,7 +150,7 @@ def claim_output_folder(
     return out
 
 
-def _secondary_process() -> bool:
+def is_secondary_process() -> bool:
     """True in a non-zero rank of a distributed launch (Lightning, torchrun, SLURM)."""
     for name in ("LOCAL_RANK", "RANK", "SLURM_PROCID", "NODE_RANK"):
         value = os.environ.get(name)

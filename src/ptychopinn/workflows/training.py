@@ -181,6 +181,9 @@ def build_logger(execution: ExecutionConfig, output_dir: Path):
                 "pip install 'ptychopinn[mlflow]'"
             ) from None
         if execution.mlflow_tracking_uri is not None:
+            # bounded requests: MLflow's defaults (120 s, 7 retries with back-off) hang a run
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(MLFLOW_TIMEOUT_S * 2)))
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
             return MLFlowLogger(experiment_name="ptychopinn", tracking_uri=execution.mlflow_tracking_uri)
         # a local SQLite store (MLflow's file store is deprecated); artifacts beside it
         return MLFlowLogger(
@@ -495,6 +498,39 @@ def resolve_resume(resume: str | Path | None, output_dir: Path) -> str | None:
     return str(path)
 
 
+#: Seconds to wait for an MLflow server before refusing the run (and for each MLflow request).
+MLFLOW_TIMEOUT_S = 5.0
+
+
+def check_mlflow_reachable(uri: str, timeout_s: float = MLFLOW_TIMEOUT_S) -> None:
+    """Refuse an ``http(s)`` MLflow URI whose server does not answer within ``timeout_s``.
+
+    Without this an unreachable server blocks training for minutes (MLflow retries each
+    request with back-off). Local stores (``sqlite:``, ``file:``, paths) are not checked.
+
+    Raises
+    ------
+    ValueError
+        Naming the URI and why it cannot be reached.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname or "", port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ValueError(
+            f"execution.mlflow_tracking_uri = {uri!r} (--mlflow-tracking-uri): cannot reach "
+            f"{parsed.hostname}:{port} within {timeout_s:.0f} s ({exc.strerror or exc}); "
+            "use --logger csv or a reachable server"
+        ) from None
+
+
 def check_execution_fits_machine(execution: ExecutionConfig) -> None:
     """Refuse an accelerator this machine lacks, or more devices than it has, before any work.
 
@@ -521,5 +557,7 @@ def check_execution_fits_machine(execution: ExecutionConfig) -> None:
             f"execution.devices = {wanted} (--devices): this machine has {available} {what}; "
             f"ask for at most {available}"
         )
+    if execution.logger == "mlflow" and execution.mlflow_tracking_uri is not None:
+        check_mlflow_reachable(execution.mlflow_tracking_uri)
     if on_gpu and isinstance(devices, tuple) and devices and max(devices) >= gpus:
         raise ValueError(f"execution.devices = {list(devices)} (--devices): GPU indices run 0 .. {gpus - 1}")
