@@ -49,7 +49,7 @@ from .safety import (
     read_hdf5_array,
     require_regular_file,
 )
-from .scan import Scan, ScanMetadata
+from .scan import Scan, ScanMetadata, marker_pixels
 
 #: Largest decompressed size accepted from a .bz2 / .gz file (bytes): a guard against bombs.
 MAX_DECOMPRESSED_BYTES = 8 * 1024**3
@@ -62,6 +62,7 @@ _CHOICES = {
     "positions_reference": ("centre", "corner"),
     "positions_order": ("yx", "xy"),
     "positions_units": ("pixels", "m"),
+    "pattern_axis": ("first", "last"),
 }
 
 _NUMBERS = ("pixel_size_m", "saturation", "energy_ev", "detector_distance_m", "detector_pixel_size_m")
@@ -83,6 +84,8 @@ class ArrayLayout:
         Keys of the probe ``(N, N)`` / ``(M, N, N)``, an object ``(H, W)``, a detector mask
         ``(N, N)`` (nonzero = valid).
     values : {"counts", "amplitude"}
+    pattern_axis : {"first", "last"}
+        Patterns along the first axis ``(n, N, N)``, or the last ``(N, N, n)`` (legacy stacks).
     zero_frequency : {"auto", "centre", "corner"}
         Where the patterns' zero frequency sits: at ``(N/2, N/2)`` or at ``(0, 0)``.
     positions_reference : {"centre", "corner"}
@@ -106,6 +109,7 @@ class ArrayLayout:
     object: str | None = None
     mask: str | None = None
     values: str = "counts"
+    pattern_axis: str = "first"
     zero_frequency: str = "auto"
     positions_reference: str = "centre"
     positions_order: str = "yx"
@@ -316,8 +320,7 @@ def _invalid_pixels(data: np.ndarray, saturation: float | None) -> np.ndarray:
                 bad |= block < 0
         elif block.dtype.kind == "i":
             bad |= block < 0
-        if block.dtype.kind in "iu":
-            bad |= block == np.iinfo(block.dtype).max
+        bad |= marker_pixels(block)[None]
         if saturation is not None:
             with np.errstate(invalid="ignore"):
                 bad |= block >= saturation
@@ -351,7 +354,10 @@ def read_arrays(layout: ArrayLayout | str | os.PathLike) -> Scan:
     source = layout.file
     arrays = _ArrayFile(source)
 
-    data = _squeeze_leading(arrays.get(layout.diffraction), 3, source=source, key=layout.diffraction)
+    data = arrays.get(layout.diffraction)
+    if layout.pattern_axis == "last":  # the legacy (N, N, n) stack
+        data = np.moveaxis(data, -1, 0)
+    data = _squeeze_leading(data, 3, source=source, key=layout.diffraction)
     if data.dtype.kind not in "biuf":
         raise ScanValidationError(
             f"dtype {data.dtype} is not real numeric", source=source, key=layout.diffraction

@@ -109,7 +109,19 @@ def _read_open_cxi(handle: h5py.File, path: str, links_within_folder: bool) -> S
         raise ScanValidationError(
             f"no diffraction data (looked for {', '.join('/' + k for k in DATA_KEYS)})", source=path
         )
-    patterns = HDF5Patterns(path, data_key, links_within_folder=links_within_folder)
+    mask = None
+    if f"{_DETECTOR}/mask" in handle:
+        bits = read_hdf5_array(handle, f"{_DETECTOR}/mask", path)
+        if bits.dtype.kind not in "biu":
+            raise ScanValidationError(
+                f"dtype {bits.dtype} is not integer bit flags", source=path, key=f"{_DETECTOR}/mask"
+            )
+        mask = (bits.astype(np.int64) & _BAD_PIXEL_BIT) == 0
+    # masked pixels may hold anything (markers included): zeroed when read
+    bad = None if mask is None or mask.all() else ~mask
+    if bad is not None and bad.ndim != 2:
+        raise ScanValidationError(f"shape {bits.shape} is not (N, N)", source=path, key=f"{_DETECTOR}/mask")
+    patterns = HDF5Patterns(path, data_key, bad_pixels=bad, links_within_folder=links_within_folder)
     n, size = patterns.shape[0], patterns.shape[-1]
 
     energy_j = _scalar(handle, f"{_SOURCE}/energy", path)
@@ -180,18 +192,18 @@ def _read_open_cxi(handle: h5py.File, path: str, links_within_folder: bool) -> S
             raise ScanValidationError("non-finite translation(s)", source=path, key=_TRANSLATION)
         positions = np.stack([translation[:, 1], translation[:, 0]], axis=1) / dx
         positions = positions - positions.min(axis=0) + size // 2
+        if len(positions) > 1 and np.ptp(positions, axis=0).max() < 1.0:
+            raise ScanValidationError(
+                f"all {len(positions)} positions lie within one object pixel ({dx:.3g} m) of each other: "
+                "translations in the wrong unit? CXI stores metres",
+                source=path,
+                key=_TRANSLATION,
+            )
     else:
         raise ScanValidationError("no scan positions", source=path, key=_TRANSLATION)
 
-    mask = None
-    if f"{_DETECTOR}/mask" in handle:
-        bits = read_hdf5_array(handle, f"{_DETECTOR}/mask", path)
-        if bits.dtype.kind not in "biu":
-            raise ScanValidationError(
-                f"dtype {bits.dtype} is not integer bit flags", source=path, key=f"{_DETECTOR}/mask"
-            )
-        mask = (bits.astype(np.int64) & _BAD_PIXEL_BIT) == 0
-
+    if patterns.bad_pixels is not None:  # the mask's pixels, and detector markers found in the data
+        mask = ~patterns.bad_pixels
     object_key = _find_image(handle, "object", path)
     obj = read_hdf5_array(handle, object_key, path) if object_key else None
     scan_index = (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import warnings
 from typing import Any
 
 import h5py
@@ -11,7 +12,7 @@ import numpy as np
 
 from .errors import ScanFileError, ScanValidationError
 from .safety import DEFAULT_LIMITS, hdf5_dataset, open_hdf5
-from .scan import check_intensities
+from .scan import check_intensities, marker_pixels
 
 
 class HDF5Patterns:
@@ -85,6 +86,31 @@ class HDF5Patterns:
         n = dataset.shape[0] if self.rows is None else self.rows.size
         self.shape: tuple[int, int, int] = (int(n), int(dataset.shape[1]), int(dataset.shape[2]))
         self.dtype = np.dtype(np.float32)
+        self.marker_pixels = self._sample_markers(dataset)
+        if self.marker_pixels.any():
+            bad = self.marker_pixels if self.bad_pixels is None else self.bad_pixels | self.marker_pixels
+            self.bad_pixels = bad
+
+    def _sample_markers(self, dataset: h5py.Dataset) -> np.ndarray:
+        """Pixels holding a detector marker in a sample of up to 64 patterns (masked as bad)."""
+        if dataset.shape[0] == 0:
+            return np.zeros(dataset.shape[1:], dtype=bool)
+        picks = np.unique(np.linspace(0, dataset.shape[0] - 1, min(dataset.shape[0], 64)).astype(np.int64))
+        try:
+            sample = dataset[picks]
+        except (OSError, ValueError, IndexError) as exc:
+            raise ScanFileError(f"cannot read patterns ({exc}); is the file truncated?", source=self.path,
+                                key=self.key) from None  # fmt: skip
+        markers = marker_pixels(sample)
+        if self.bad_pixels is not None:
+            markers &= ~self.bad_pixels
+        if markers.any():
+            warnings.warn(
+                f"{self.path}: '{self.key}': {int(markers.sum())} detector pixel(s) hold a dead-pixel, gap "
+                "or saturation marker; masked",
+                stacklevel=4,
+            )
+        return markers
 
     def _dataset(self) -> h5py.Dataset:
         if self._file is None or self._pid != os.getpid():

@@ -29,7 +29,7 @@ from .atomic import atomic_path
 from .errors import ScanFileError, ScanValidationError
 from .lazy import MappedPatterns, stored_to_counts
 from .safety import check_zip_members, require_regular_file
-from .scan import Scan, ScanMetadata, check_intensities
+from .scan import Scan, ScanMetadata, check_intensities, marker_pixels
 
 log = logging.getLogger("ptychopinn.io")
 
@@ -118,24 +118,44 @@ def _squeeze_trailing(array: np.ndarray, ndim: int) -> np.ndarray:
     return array
 
 
-def _pattern_first(array: np.ndarray, n: int, *, path: str, key: str) -> np.ndarray:
-    """Return amplitudes as ``(n, N, N)``, accepting the legacy ``(N, N, n)`` layout."""
-    array = _squeeze_trailing(array, 3)
-    if array.ndim != 3:
+def _is_legacy_layout(
+    shape: tuple[int, ...], n: int, pattern_axis: str | None, *, path: str, key: str
+) -> bool:
+    """True for the legacy ``(N, N, n)`` layout, False for ``(n, N, N)``; refuses the ambiguous.
+
+    ``pattern_axis`` ``"first"`` or ``"last"`` says where the patterns are; None decides from
+    the shape, and refuses a cube (n == N) that fits both.
+    """
+    if len(shape) != 3:
+        raise ScanValidationError(f"shape {shape} is not (n, N, N) or legacy (N, N, n)", source=path, key=key)
+    first = shape[0] == n and shape[1] == shape[2]
+    last = shape[2] == n and shape[0] == shape[1]
+    if pattern_axis == "first" and first or pattern_axis == "last" and last:
+        return pattern_axis == "last"
+    if pattern_axis is None and first != last:
+        return last
+    if pattern_axis is None and first and last:
         raise ScanValidationError(
-            f"shape {array.shape} is not (n, N, N) or legacy (N, N, n)", source=path, key=key
+            f"shape {shape} with {n} positions fits both (n, N, N) and the legacy (N, N, n): say "
+            "where the patterns are with pattern_axis first or last (read_npz(..., pattern_axis=...), "
+            "or 'pattern_axis:' in a scan description, docs/conventions.md)",
+            source=path,
+            key=key,
         )
-    first = array.shape[0] == n and array.shape[1] == array.shape[2]
-    last = array.shape[2] == n and array.shape[0] == array.shape[1]
-    if first:  # when n == N both layouts match; the newer (n, N, N) wins
-        return array
-    if last:
-        return np.moveaxis(array, 2, 0)
+    expected = {"first": "(n, N, N)", "last": "(N, N, n)"}.get(pattern_axis, "(n, N, N) nor (N, N, n)")
     raise ScanValidationError(
-        f"shape {array.shape} matches neither (n, N, N) nor (N, N, n) with n = {n} (the length of xcoords)",
+        f"shape {shape} matches {'neither ' if pattern_axis is None else 'not '}{expected} with n = {n} "
+        "(the length of xcoords)",
         source=path,
         key=key,
     )
+
+
+def _pattern_first(array: np.ndarray, n: int, pattern_axis: str | None, *, path: str, key: str) -> np.ndarray:
+    """Return amplitudes as ``(n, N, N)``, accepting the legacy ``(N, N, n)`` layout."""
+    array = _squeeze_trailing(array, 3)
+    legacy = _is_legacy_layout(tuple(array.shape), n, pattern_axis, path=path, key=key)
+    return np.moveaxis(array, 2, 0) if legacy else array
 
 
 def _sample(values: np.ndarray, limit: int = 2_000_000) -> np.ndarray:
@@ -321,27 +341,20 @@ def _read_mapped_counts(
     n: int,
     photons: float | None,
     bad_pixels: np.ndarray | None,
+    pattern_axis: str | None,
 ) -> MappedPatterns:
     """Map the member and decide, from a sample of patterns, how its values become counts."""
     offset, shape, dtype = member
     shape = tuple(shape)
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
-    # the same layout rule as _pattern_first, on the shape alone
-    if len(shape) == 3 and shape[0] == n and shape[1] == shape[2]:
-        legacy = False
-    elif len(shape) == 3 and shape[2] == n and shape[0] == shape[1]:
-        legacy = True
-    else:
-        raise ScanValidationError(
-            f"shape {shape} matches neither (n, N, N) nor (N, N, n) with n = {n} (the length of xcoords)",
-            source=path,
-            key=key,
-        )
+    legacy = _is_legacy_layout(shape, n, pattern_axis, path=path, key=key)
     source = MappedPatterns(path, key, offset, shape, dtype, legacy_layout=legacy, bad_pixels=bad_pixels)
     picks = np.unique(np.linspace(0, n - 1, min(n, _DETECTION_PATTERNS)).astype(np.int64))
     sample = np.array(source.stored()[picks])
     source.release()
+    bad_pixels = _with_markers(path, key, sample, bad_pixels)
+    source.bad_pixels = bad_pixels
     if bad_pixels is not None:
         sample = np.where(bad_pixels, 0, sample)
     for pick, pattern in zip(picks, sample, strict=True):  # report a bad pattern by its index in the scan
@@ -374,7 +387,11 @@ def _load_key(archive: Any, key: str, path: str) -> np.ndarray:
 
 
 def read_npz(
-    path: str | os.PathLike, *, photons_per_pattern: float | None = None, lazy: bool | None = None
+    path: str | os.PathLike,
+    *,
+    photons_per_pattern: float | None = None,
+    lazy: bool | None = None,
+    pattern_axis: str | None = None,
 ) -> Scan:
     """Read a PtychoPINN NPZ file into a :class:`Scan`.
 
@@ -392,6 +409,11 @@ def read_npz(
         and inferred. Needs the member stored uncompressed (``np.savez``, as we write; not
         ``np.savez_compressed``), else the data are loaded with a warning. Default: map
         members larger than :data:`LAZY_THRESHOLD_BYTES` (512 MiB) when possible.
+    pattern_axis : {"first", "last"}, optional
+        Where the patterns are in the diffraction array: ``(n, N, N)`` or the legacy
+        ``(N, N, n)``. Default: from the shape; a cube (n == N) counts as ``(n, N, N)`` when the
+        file comes from a current writer (``_metadata``, or both ``diffraction`` and
+        ``diff3d``) and is refused otherwise, naming this option.
 
     Returns
     -------
@@ -417,6 +439,10 @@ def read_npz(
         keys = set(archive.files)
         meta_json = _read_metadata_json(path, archive.zip)
 
+        if pattern_axis not in (None, "first", "last"):
+            raise ValueError(f"pattern_axis = {pattern_axis!r}: must be 'first' or 'last'")
+        if pattern_axis is None and (meta_json is not None or set(DIFFRACTION_KEYS) <= keys):
+            pattern_axis = "first"  # current writers store (n, N, N)
         diff_key = next((k for k in DIFFRACTION_KEYS if k in keys), None)
         if diff_key is None:
             raise ScanValidationError(
@@ -475,10 +501,15 @@ def read_npz(
                         stacklevel=2,
                     )
         if member is not None:
-            counts = _read_mapped_counts(path, diff_key, member, n, declared_photons, bad_pixels)
+            counts = _read_mapped_counts(
+                path, diff_key, member, n, declared_photons, bad_pixels, pattern_axis
+            )
+            bad_pixels = counts.bad_pixels
         else:
             stored = _load_key(archive, diff_key, path)
-            counts = _eager_counts(path, diff_key, stored, n, declared_photons, bad_pixels)
+            counts, bad_pixels = _eager_counts(
+                path, diff_key, stored, n, declared_photons, bad_pixels, pattern_axis
+            )
 
         probe = _squeeze_trailing(np.asarray(_load_key(archive, "probeGuess", path)), 2)
         obj = None
@@ -514,9 +545,19 @@ def read_npz(
         )
         meta_values["photons_per_pattern"] = nominal
     metadata = ScanMetadata.from_dict(meta_values, source=path)
+    positions = np.stack([ys, xs], axis=1).astype(np.float64)
+    size = counts.shape[-1]
+    if obj is None and n and np.isfinite(positions).all():
+        # positions relative to the object's centre (negative ones): every patch must lie on the
+        # object grid, else it is dropped when stitched; shift as ptychodus' reader does
+        shift = np.maximum(0.0, size / 2 - positions.min(axis=0))
+        if shift.any():
+            log.info("%s: positions reach below N/2 = %d (centred coordinates?); shifted by (%g, %g) px "
+                     "so that every patch lies on the object grid", path, size // 2, *shift)  # fmt: skip
+            positions = positions + shift
     return Scan(
         diffraction=counts,
-        positions=np.stack([ys, xs], axis=1),
+        positions=positions,
         probe=probe,
         object=obj,
         mask=mask,
@@ -528,12 +569,25 @@ def read_npz(
 
 
 def _eager_counts(
-    path: str, key: str, stored: np.ndarray, n: int, photons: float | None, bad_pixels: np.ndarray | None
-) -> np.ndarray:
-    """Counts (float32, ``(n, N, N)``) from diffraction values loaded in memory."""
+    path: str,
+    key: str,
+    stored: np.ndarray,
+    n: int,
+    photons: float | None,
+    bad_pixels: np.ndarray | None,
+    pattern_axis: str | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Counts (float32, ``(n, N, N)``) from values loaded in memory, and the bad pixels."""
     if stored.dtype.kind not in "biuf":
         raise ScanValidationError(f"dtype {stored.dtype} is not real numeric", source=path, key=key)
-    stored = _pattern_first(stored, n, path=path, key=key)
+    stored = _pattern_first(stored, n, pattern_axis, path=path, key=key)
+    if bad_pixels is not None and bad_pixels.shape != stored.shape[1:]:
+        raise ScanValidationError(
+            f"shape {bad_pixels.shape} does not match the patterns {stored.shape[1:]}",
+            source=path,
+            key="bad_pixels",
+        )
+    bad_pixels = _with_markers(path, key, stored, bad_pixels)
     if bad_pixels is not None:
         if bad_pixels.shape != stored.shape[1:]:
             raise ScanValidationError(
@@ -545,11 +599,27 @@ def _eager_counts(
     check_intensities(stored, source=path, key=key)
     kind = _judge_values(path, key, stored)
     if kind == "counts":
-        return stored_to_counts(stored, "counts")
+        return stored_to_counts(stored, "counts"), bad_pixels
     if kind == "amplitudes":
-        return stored_to_counts(stored, "amplitudes")
+        return stored_to_counts(stored, "amplitudes"), bad_pixels
     mean_total = float(np.square(stored, dtype=np.float64).sum()) / n
-    return stored_to_counts(stored, "amplitudes", _normalised_scale(path, key, photons, mean_total))
+    scale = _normalised_scale(path, key, photons, mean_total)
+    return stored_to_counts(stored, "amplitudes", scale), bad_pixels
+
+
+def _with_markers(path: str, key: str, block: np.ndarray, bad_pixels: np.ndarray | None) -> np.ndarray | None:
+    """``bad_pixels`` plus the pixels holding a detector marker in ``block`` (reported)."""
+    markers = marker_pixels(block)
+    if bad_pixels is not None:
+        markers &= ~bad_pixels
+    if not markers.any():
+        return bad_pixels
+    warnings.warn(
+        f"{path}: '{key}': {int(markers.sum())} detector pixel(s) hold a dead-pixel, gap or saturation "
+        "marker; masked",
+        stacklevel=4,
+    )
+    return markers if bad_pixels is None else bad_pixels | markers
 
 
 def write_npz(scan: Scan, path: str | os.PathLike, *, batch_size: int = 1024) -> None:

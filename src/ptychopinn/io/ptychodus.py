@@ -364,7 +364,7 @@ def read_ptychodus(path: str | os.PathLike, *, links_within_folder: bool = False
         diffraction=counts,
         positions=np.stack([ys, xs], axis=1),
         probe=_probe_modes(product.probe, product_path).astype(np.complex64),
-        mask=None if bad_pixels is None else ~bad_pixels,
+        mask=None if counts.bad_pixels is None else ~counts.bad_pixels,
         scan_index=product.position_indexes[keep],
         metadata=metadata,
         source=os.fspath(Path(path)),

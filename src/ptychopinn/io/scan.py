@@ -42,6 +42,16 @@ class PatternSource(Protocol):
     def __getitem__(self, index: Any) -> np.ndarray: ...
 
 
+#: Physically plausible geometry for far-field X-ray ptychography (a value outside is in the
+#: wrong unit): (low, high, unit).
+PLAUSIBLE_RANGES = {
+    "energy_ev": (10.0, 1e6, "eV"),
+    "detector_distance_m": (1e-3, 1e3, "m"),
+    "detector_pixel_size_m": (1e-7, 1e-2, "m"),
+    "object_pixel_size_m": (1e-12, 1e-2, "m"),
+}
+
+
 @dataclass(frozen=True)
 class ScanMetadata:
     """Experimental geometry and dose; every field is optional and in SI units.
@@ -109,6 +119,34 @@ class ScanMetadata:
                     f"metadata '{f.name}' must be a finite positive number, got {value!r}",
                     source=source,
                 )
+            if value is not None and f.name in PLAUSIBLE_RANGES:
+                low, high, unit = PLAUSIBLE_RANGES[f.name]
+                if not low <= value <= high:
+                    raise ScanValidationError(
+                        f"metadata '{f.name}' = {value:.6g} {unit} lies outside the physical range "
+                        f"{low:g} .. {high:g} {unit}: a value in the wrong unit (mm or nm for m, keV "
+                        "for eV)?",
+                        source=source,
+                    )
+
+
+#: What detectors write into dead, gap or overflowing pixels, never a count: 2^32 - 1 and above.
+DEAD_PIXEL_VALUE = 2**32 - 1
+
+
+def marker_pixels(block: np.ndarray) -> np.ndarray:
+    """Boolean ``(N, N)``: pixels holding a detector marker in any pattern of ``block``.
+
+    Markers are the largest value of an integer dtype (saturation, or 2^32 - 1 for dead and
+    gap pixels of 32-bit detectors) and any value >= 2^32 - 1.
+    """
+    block = np.asarray(block)
+    bad = np.zeros(block.shape[1:], dtype=bool)
+    if block.dtype.kind in "iu":
+        bad |= (block == np.iinfo(block.dtype).max).any(axis=0)
+    with np.errstate(invalid="ignore"):
+        bad |= (block >= DEAD_PIXEL_VALUE).any(axis=0)
+    return bad
 
 
 def check_intensities(values: np.ndarray, *, source: str | None, key: str, first_index: int = 0) -> None:
@@ -123,6 +161,15 @@ def check_intensities(values: np.ndarray, *, source: str | None, key: str, first
     first_index : int
         Index of ``values[0]`` in the whole scan, so the message names the real pattern.
     """
+    if values.size and values.max() >= DEAD_PIXEL_VALUE:
+        pattern, row, col = (int(v) for v in np.argwhere(values >= DEAD_PIXEL_VALUE)[0])
+        raise ScanValidationError(
+            f"pixel ({row}, {col}) of pattern {pattern + first_index} holds {values.max():.10g}, a "
+            "detector's dead-pixel or overflow marker, not a count: mask the pixel (a detector "
+            "mask or bad-pixel map)",
+            source=source,
+            key=key,
+        )
     if values.dtype.kind in "iu":
         if values.dtype.kind == "i" and values.size and values.min() < 0:
             bad = int(np.argwhere(values < 0)[0][0]) + first_index
