@@ -107,8 +107,12 @@ def _read_metadata_json(path: str, archive: zipfile.ZipFile) -> dict[str, Any] |
         zipfile.BadZipFile,
         NotImplementedError,
         RuntimeError,
+        MemoryError,
+        RecursionError,
+        TypeError,
+        AttributeError,
     ) as exc:
-        warnings.warn(f"{path}: '{_METADATA_KEY}' skipped: {exc}", stacklevel=3)
+        warnings.warn(f"{path}: '{_METADATA_KEY}' skipped: {exc or type(exc).__name__}", stacklevel=3)
         return None
 
 
