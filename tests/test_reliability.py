@@ -128,6 +128,7 @@ def test_two_process_ddp_on_cpu_trains_and_writes_one_bundle(scan_file, tmp_path
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("trained ") == 1  # one final line per run, not one per process
     assert sorted(p.name for p in out.glob("*.zip")) == ["model.zip"]
     summary = json.loads((out / "training_summary.json").read_text())
     assert summary["epochs_completed"] == 2

@@ -32,6 +32,7 @@ CXI_KEYS = {
     "mask": "entry_1/instrument_1/detector_1/mask",
     "positions": "entry_1/ptychopinn/positions_px",
     "object": "entry_1/image_1/data",
+    "scan_index": "entry_1/ptychopinn/scan_index",
 }
 PTYCHODUS_KEYS = {
     "product.h5": ("probe", "object", "probe_position_x_m", "probe_position_indexes"),

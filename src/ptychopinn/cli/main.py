@@ -519,6 +519,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     infer.add_argument("--no-progress", "--quiet", action="store_true", help="no progress bar")
     infer.add_argument(
+        "--pin-memory",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="pin the data loader's host memory (default: on a CUDA device)",
+    )
+    infer.add_argument(
         "--ptychodus-product",
         action="store_true",
         help="also write OUTPUT_DIR/product.h5, a product that ptychodus opens",
@@ -806,7 +812,7 @@ def _infer(args: argparse.Namespace) -> int:
         inference_batch_size=args.inference_batch_size, n_groups=args.n_groups,
         photons_per_pattern=args.nphotons, progress=False if args.no_progress else None,
         ptychodus_product=args.ptychodus_product, data_consistency_steps=args.data_consistency_steps,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, pin_memory=args.pin_memory,
     )  # fmt: skip
     print(
         f"reconstructed {args.data} at {result.patterns_per_second:.0f} patterns/s; "

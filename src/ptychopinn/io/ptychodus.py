@@ -282,6 +282,7 @@ def read_ptychodus(path: str | os.PathLike, *, links_within_folder: bool = False
         )
         bad = _read(handle, "bad_pixels", diffraction_path) if "bad_pixels" in handle else None
         n_stored = patterns.shape[0] if patterns.ndim == 3 else -1
+        pattern_shape = patterns.shape[1:]
     if n_stored != indexes.shape[0]:
         raise ScanValidationError(
             f"{indexes.shape[0]} indexes for {n_stored} patterns", source=source, key="indexes"
@@ -310,6 +311,12 @@ def read_ptychodus(path: str | os.PathLike, *, links_within_folder: bool = False
     rows_array = np.asarray(rows, dtype=np.int64)
     if bad is not None and bad.dtype.kind not in "biu":
         raise ScanValidationError(f"dtype {bad.dtype} is not a boolean mask", source=source, key="bad_pixels")
+    if bad is not None and tuple(bad.shape) != tuple(pattern_shape):
+        raise ScanValidationError(
+            f"bad-pixel mask {bad.shape} does not match patterns {tuple(pattern_shape)}",
+            source=source,
+            key="bad_pixels",
+        )
     bad_pixels = None if bad is None or not np.any(bad) else np.asarray(bad, dtype=bool)
     counts = HDF5Patterns(
         diffraction_path,

@@ -70,6 +70,7 @@ def predict_object(
     num_workers: int = 0,
     seed: int = 0,
     progress: bool | None = None,
+    pin_memory: bool | None = None,
 ) -> Reconstruction:
     """Predict patches for every group of a scan and stitch them into the full object.
 
@@ -93,6 +94,8 @@ def predict_object(
         Fixes the grouping.
     progress : bool, optional
         Progress bar (default: on a terminal).
+    pin_memory : bool, optional
+        Pin the loader's host memory (default: on a CUDA device).
     """
     size = int(module.hparams.size)
     if scan.pattern_size != size:
@@ -107,7 +110,7 @@ def predict_object(
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
-        pin_memory=device.type == "cuda",
+        pin_memory=device.type == "cuda" if pin_memory is None else pin_memory,
         seed=seed,
     )
     module = module.to(device).eval()
@@ -201,6 +204,7 @@ def infer(
     ptychodus_product: bool = False,
     data_consistency_steps: int = 0,
     overwrite: bool = False,
+    pin_memory: bool | None = None,
 ) -> InferenceResult:
     """Reconstruct ``data`` with the bundle ``model`` and write every output to ``output_dir``.
 
@@ -233,7 +237,7 @@ def infer(
     reconstruction = predict_object(
         module, scan, gridsize=gridsize, n_groups=n_groups, batch_size=batch,
         device=device, num_workers=num_workers, seed=loaded.config.execution.seed,
-        progress=progress,
+        progress=progress, pin_memory=pin_memory,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
     comparison = compare_to_truth(
@@ -267,6 +271,7 @@ def infer(
                 ("comparison with the ground truth", files.get("comparison.png", ""))],
         metrics=comparison.to_dict() if comparison else None,
         config={"inference": {"accelerator": accelerator, "devices": str(devices), "num_workers": num_workers,
+                              "pin_memory": pin_memory,
                               "batch_size": batch, "n_groups": n_groups,
                               "data_consistency_steps": data_consistency_steps},
                 "model": {"file": os.fspath(model), "generator": loaded.config.model.generator,
