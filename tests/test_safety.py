@@ -147,9 +147,15 @@ def test_a_ptychodus_dataset_pointing_elsewhere_is_refused(scan, tmp_path, secre
     if attack == "declared_huge" and key in ("probe_position_x_m", "probe_position_indexes", "indexes"):
         attack = "group"  # 1-d: declared-huge is covered by the 2-d keys; keep the case count
     replace_dataset(folder / file, key, attack, secret_file)
-    with deadline(), pytest.raises(READ_ERRORS) as error:
-        read_scan(folder).validate(full=True)
+    tracemalloc.start()
+    try:
+        with deadline(), pytest.raises(READ_ERRORS) as error:
+            read_scan(folder).validate(full=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     assert_refused(error, key=key)
+    assert peak < 64 * 1024**2, f"{peak / 1024**2:.0f} MiB allocated before refusing"
 
 
 def test_the_secret_never_reaches_the_outputs_of_reconstruct(scan, tmp_path, secret_file, capsys):
