@@ -147,3 +147,13 @@ def test_inspect_never_passes_a_bundle_that_cannot_load(tmp_path):
         archive.writestr("weights.safetensors", weights)
     report = inspect_file(path)  # the package's inspect (workflows): it rebuilds the network
     assert not report.ok and "do not fit" in report.format_text()
+
+
+def test_refinement_prints_status_lines_when_not_on_a_terminal(scan_file, tmp_path, capsys, monkeypatch):
+    from ptychopinn.workflows import reconstruction
+
+    monkeypatch.setattr(reconstruction, "PROGRESS_LINE_S", 0.0)  # every epoch, instead of every 30 s
+    assert main(["reconstruct", str(scan_file), "--output-dir", str(tmp_path / "r"), "--epochs", "3",
+                 "--no-pretrained"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert out.count("refining: epoch") == 3 and "refining: epoch 3, loss" in out

@@ -59,6 +59,10 @@ class ReconstructResult:
     model: str | None = None  # the bundle that gave the starting object
 
 
+#: Without a progress bar (not on a terminal), a refinement status line this often (s).
+PROGRESS_LINE_S = 30.0
+
+
 def reconstruct_scan(
     scan: Scan,
     *,
@@ -138,11 +142,17 @@ def reconstruct_scan(
         disable=None if progress is None else not progress,
     )
 
+    last_line = [0.0]
+
     def report(step: RefinementProgress) -> None:
         if callback is not None:
             callback(step)
         bar.update(1)
         bar.set_postfix(loss=f"{step.loss:.5g}", seconds=f"{step.elapsed_s:.1f}")
+        if bar.disable and progress is None and step.elapsed_s - last_line[0] >= PROGRESS_LINE_S:
+            # not on a terminal (a batch job's log): a line now and then instead of a bar
+            last_line[0] = step.elapsed_s
+            log(f"refining: epoch {step.epoch + 1}, loss {step.loss:.5g}, {step.elapsed_s:.0f} s")
 
     try:
         refined = refine_object(
