@@ -98,6 +98,10 @@ class DataConfig(_Section):
         Photon scale for NPZ files holding normalised amplitudes.
     val_fraction : float
         Without ``test_data``: the fraction of positions held out (seeded) for validation.
+    holdout_region : str or None
+        ``SIDE:FRACTION`` (e.g. ``right:0.25``): a contiguous block of positions never used in
+        training or validation, for testing the network on object regions it never saw
+        (:mod:`ptychopinn.data.holdout`); ``infer --held-out`` reconstructs it.
     """
 
     _section = "data"
@@ -108,6 +112,7 @@ class DataConfig(_Section):
     k_neighbors: int | None = None
     photons_per_pattern: float | None = None
     val_fraction: float = 0.0
+    holdout_region: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("train_data", "test_data"):
@@ -128,6 +133,13 @@ class DataConfig(_Section):
             )
         self._float("photons_per_pattern", 0.0, strict=True, optional=True)
         self._float("val_fraction", 0.0, maximum=1.0)
+        if self.holdout_region is not None:
+            from .data.holdout import parse_holdout_region
+
+            try:
+                parse_holdout_region(self.holdout_region)
+            except ValueError as exc:
+                self._fail("holdout_region", str(exc).split(": ", 1)[-1])
 
     @property
     def channels(self) -> int:

@@ -264,6 +264,9 @@ def _add_train_options(parser: argparse.ArgumentParser, *, scan_data: bool = Tru
             metavar="FILE", help="training scan (NPZ, CXI, or a ptychodus directory)")
         add(data, "--test-data", "--test_data_file", "--test-data-file", dest="data__test_data",
             metavar="FILE", help="validation scan (optional)")
+        add(data, "--holdout-region", dest="data__holdout_region", metavar="SIDE:FRACTION",
+            help="hold out a contiguous block of positions (e.g. right:0.25) from training and "
+            "validation; infer --held-out reconstructs it")
         add(data, "--n-groups", "--n_groups", "--n-images", "--n_images", dest="data__n_groups",
             type=_positive_int, help="groups per scan (default: one per position)")
         add(data, "--k-neighbors", dest="data__k_neighbors", type=_positive_int,
@@ -518,6 +521,19 @@ def build_parser() -> argparse.ArgumentParser:
         "2 x 2 groups of patterns (default 0: the network alone); better phase, K times slower",
     )
     infer.add_argument("--no-progress", "--quiet", action="store_true", help="no progress bar")
+    held = infer.add_mutually_exclusive_group()
+    held.add_argument(
+        "--held-out",
+        action="store_const",
+        const="held-out",
+        dest="region",
+        help="reconstruct only the positions the model was trained without (train --holdout-region)",
+    )
+    held.add_argument(
+        "--region",
+        metavar="SIDE:FRACTION",
+        help="reconstruct only the positions in this region (e.g. right:0.25)",
+    )
     infer.add_argument(
         "--pin-memory",
         action=argparse.BooleanOptionalAction,
@@ -812,7 +828,7 @@ def _infer(args: argparse.Namespace) -> int:
         inference_batch_size=args.inference_batch_size, n_groups=args.n_groups,
         photons_per_pattern=args.nphotons, progress=False if args.no_progress else None,
         ptychodus_product=args.ptychodus_product, data_consistency_steps=args.data_consistency_steps,
-        overwrite=args.overwrite, pin_memory=args.pin_memory,
+        overwrite=args.overwrite, pin_memory=args.pin_memory, region=args.region,
     )  # fmt: skip
     print(
         f"reconstructed {args.data} at {result.patterns_per_second:.0f} patterns/s; "

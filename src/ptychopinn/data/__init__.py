@@ -3,6 +3,7 @@
 from .corpus import CorpusConfig, CorpusSampler, SimulatedCorpus
 from .dataset import GroupedDiffraction, input_scale, make_dataloader
 from .grouping import Groups, group_positions, split_positions
+from .holdout import holdout_mask, parse_holdout_region
 
 __all__ = [
     "CorpusConfig",
@@ -11,6 +12,8 @@ __all__ = [
     "GroupedDiffraction",
     "Groups",
     "group_positions",
+    "holdout_mask",
+    "parse_holdout_region",
     "input_scale",
     "make_dataloader",
     "split_positions",

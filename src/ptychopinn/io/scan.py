@@ -434,6 +434,24 @@ class Scan:
             for start, block in self.iter_batches(batch_size):
                 check_intensities(block, source=self.source, key="diffraction", first_index=start)
 
+    def subset(self, indices: Any) -> Scan:
+        """The scan restricted to some patterns (index array or boolean mask), loaded in memory.
+
+        Positions keep their object-pixel frame, so the subset's reconstruction lies where the
+        whole scan's does; the object (a ground truth) is kept whole.
+        """
+        indices = np.asarray(indices)
+        if indices.dtype == bool:
+            indices = np.flatnonzero(indices)
+        if indices.size == 0:
+            raise ScanValidationError("the selection holds no pattern", source=self.source)
+        return self.replace(
+            diffraction=self.get_patterns(indices),
+            positions=self.positions[indices],
+            scan_index=None if self.scan_index is None else self.scan_index[indices],
+            patches=None if self.patches is None else self.patches[indices],
+        )
+
     def replace(self, **changes: Any) -> Scan:
         """A validated copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import GroupedDiffraction, group_positions, input_scale, make_dataloader
+from ..data import GroupedDiffraction, group_positions, holdout_mask, input_scale, make_dataloader
 from ..evaluation import ObjectComparison
 from ..io import Scan, atomic_path, read_scan
 from ..models import PINNModule
@@ -205,8 +205,13 @@ def infer(
     data_consistency_steps: int = 0,
     overwrite: bool = False,
     pin_memory: bool | None = None,
+    region: str | None = None,
 ) -> InferenceResult:
     """Reconstruct ``data`` with the bundle ``model`` and write every output to ``output_dir``.
+
+    ``region``: reconstruct only the positions in a hold-out region: ``"held-out"`` for the
+    one the bundle was trained without (its ``data.holdout_region``), or ``"SIDE:FRACTION"``
+    (:mod:`ptychopinn.data.holdout`).
 
     ``output_dir`` is claimed for this run (:func:`~.run_folder.claim_output_folder`): a folder
     holding an earlier run's outputs is refused unless ``overwrite``; inputs are never written.
@@ -220,6 +225,15 @@ def infer(
     """
     loaded = load_model_bundle(model)
     scan = read_scan(data, photons_per_pattern=photons_per_pattern)
+    if region is not None:
+        spec = loaded.config.data.holdout_region if region == "held-out" else region
+        if spec is None:
+            raise ValueError(
+                f"--held-out: {model} was trained without a holdout region (train --holdout-region)"
+            )
+        selected = holdout_mask(scan.positions, spec)
+        log.info("region %s: %d of %d positions", spec, int(selected.sum()), scan.n_patterns)
+        scan = scan.subset(selected)
     if ptychodus_product:
         check_product_metadata(scan)  # before the work, not after it
     output_dir = claim_output_folder(output_dir, command="infer", inputs=[model, data], overwrite=overwrite)
@@ -257,6 +271,7 @@ def infer(
         "device": str(device),
         "batch_size": batch,
         "data_consistency_steps": data_consistency_steps,
+        "region": region,
         "seconds": elapsed,
         "patterns": scan.n_patterns,
         "patterns_per_second": scan.n_patterns / elapsed if elapsed > 0 else None,

@@ -28,6 +28,7 @@ from ..config import ExecutionConfig, RunConfig, TrainingConfig
 from ..data import (
     GroupedDiffraction,
     group_positions,
+    holdout_mask,
     input_scale,
     make_dataloader,
     split_positions,
@@ -124,6 +125,15 @@ def prepare_training_data(config: RunConfig) -> TrainingData:
     else:
         train_idx, val_idx = split_positions(scan.n_patterns, data.val_fraction, seed)
         val_scan = scan
+    if data.holdout_region is not None:
+        held_out = holdout_mask(scan.positions, data.holdout_region)
+        train_idx = train_idx[~held_out[train_idx]]
+        if val_scan is scan:
+            val_idx = val_idx[~held_out[val_idx]]
+        notes.append(
+            f"holdout region {data.holdout_region}: {int(held_out.sum())} of {scan.n_patterns} positions "
+            "never used in training or validation (infer --held-out reconstructs them)"
+        )
     channels = data.channels
     if len(train_idx) < channels:
         raise ValueError(
