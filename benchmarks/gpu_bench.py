@@ -64,17 +64,19 @@ def synthetic_scan(size: int, side: int, step: float, photons: float, seed: int 
     return counts, positions, probe
 
 
-def bench_refinement(device: torch.device, real: str | None, real_output: str | None) -> dict:
+def bench_refinement(
+    device: torch.device, real: str | None, real_output: str | None, size: int = 64, side: int = 24,
+    epochs: int = 20,
+) -> dict:  # fmt: skip
     from ptychopinn.refine import RefinementConfig, refine_object
 
-    counts, positions, probe = synthetic_scan(64, 24, 4.0, 1e6)
-    out: dict = {"scan": "576 patterns of 64 x 64, 1e6 photons, known probe"}
+    counts, positions, probe = synthetic_scan(size, side, size / 16, 1e6)
+    out: dict = {"scan": f"{side * side} patterns of {size} x {size}, 1e6 photons, known probe"}
     for optimizer in ("preconditioned", "lbfgs"):
         refine_object(
             counts, positions, probe, config=RefinementConfig(optimizer=optimizer, epochs=2), device=device
         )
         synchronize(device)
-        epochs = 20
         result = refine_object(
             counts,
             positions,
@@ -144,7 +146,9 @@ def training_step(model, optimizer, x, offsets, counts, bf16, device) -> None:
     optimizer.step()
 
 
-def bench_inference(device: torch.device, sizes, batches, patterns: int) -> list[dict]:
+def bench_inference(
+    device: torch.device, sizes, batches, patterns: int, modes=("fp32", "bf16", "compiled")
+) -> list[dict]:
     from ptychopinn.config import ModelConfig
     from ptychopinn.models import build_generator
 
@@ -161,7 +165,7 @@ def bench_inference(device: torch.device, sizes, batches, patterns: int) -> list
             positions = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij"), -1)
             positions = (positions.reshape(-1, 2)[: steps * batch].double() * size / 8 + size / 2).to(device)
             shape = (int(positions[:, 0].max()) + size, int(positions[:, 1].max()) + size)
-            for mode in ("fp32", "bf16", "compiled"):
+            for mode in modes:
                 if mode == "compiled":
                     if compiled is None:
                         try:
@@ -244,8 +248,13 @@ def main() -> int:
     parser.add_argument("--patterns", type=int, default=16384)
     parser.add_argument("--only", nargs="*", default=["refinement", "inference", "training"])
     parser.add_argument("--output", required=True)
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="every section on the CPU at toy sizes (seconds): checks the script, measures nothing",
+    )
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = torch.device("cpu" if args.dry_run else args.device)
     results: dict = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         "torch": torch.__version__,
@@ -257,6 +266,13 @@ def main() -> int:
         "inference": lambda: bench_inference(device, (64, 128), (256, 1024, 4096), args.patterns),
         "training": lambda: bench_training(device, (64, 128), 16, 30),
     }
+    if args.dry_run:
+        results["dry_run"] = True
+        sections = {
+            "refinement": lambda: bench_refinement(device, None, None, size=16, side=4, epochs=2),
+            "inference": lambda: bench_inference(device, (16,), (8,), 16, modes=("fp32", "bf16")),
+            "training": lambda: bench_training(device, (16,), 2, 2),
+        }
     for name in args.only:
         started = time.perf_counter()
         try:

@@ -2,6 +2,7 @@
 # The GPU check, one prepared call (issue 17): run it on a GPU machine from the repository root.
 #
 #   bash benchmarks/gpu_check.sh [OUTPUT_DIR]
+#   bash benchmarks/gpu_check.sh --dry-run [OUTPUT_DIR]   # CPU, toy sizes: the tests run this
 #
 # Needs a python with torch (CUDA) and numpy. Whatever else the network parts need (lightning,
 # PyYAML, ...) is installed from wheels in .gpu-wheels/ when that folder exists (made here by
@@ -25,6 +26,15 @@ if [ "${1:-}" = "--prepare" ]; then  # on the development machine: wheels and da
     cp "../shared/data/velociprobe-siemens-star/$STAR" .gpu-data/ 2>/dev/null || true
     du -sh .gpu-wheels .gpu-data
     exit 0
+fi
+
+if [ "${1:-}" = "--dry-run" ]; then  # on any machine, CPU only, toy sizes: checks the script (tests)
+    OUTPUT=${2:-${OUT:-benchmarks/results}}
+    mkdir -p "$OUTPUT"
+    PYTHONPATH=src timeout 300 "$PY" benchmarks/gpu_bench.py --dry-run --output "$OUTPUT/gpu_check_dry_run.json"
+    status=$?
+    echo "== wrote $OUTPUT/gpu_check_dry_run.json"
+    exit $status
 fi
 
 OUTPUT=${1:-${OUT:-benchmarks/results}}

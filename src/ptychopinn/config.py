@@ -98,6 +98,15 @@ class DataConfig(_Section):
         Photon scale for NPZ files holding normalised amplitudes.
     val_fraction : float
         Without ``test_data``: the fraction of positions held out (seeded) for validation.
+    detector_bin : int
+        F: gather F x F detector pixels into one (:mod:`ptychopinn.data.binning`): N/F pixels per pattern,
+        F^2 fewer to compute, every pattern's counts kept; the object pixel stays, the field of
+        view shrinks F times, so the probe must fit it (reported when it does not). ``infer``
+        bins alike. Default 1 (no binning).
+    probe : str or None
+        A probe file replacing the scan's probe guess: a ``reconstruction.npz`` written by
+        ``reconstruct --refine-probe`` (its refined modes), a scan file, or a ``.npy`` array
+        ``(N, N)`` / ``(modes, N, N)``. Its power is calibrated to the counts like any probe.
     holdout_region : str or None
         ``SIDE:FRACTION`` (e.g. ``right:0.25``): a contiguous block of positions never used in
         training or validation, for testing the network on object regions it never saw
@@ -112,10 +121,12 @@ class DataConfig(_Section):
     k_neighbors: int | None = None
     photons_per_pattern: float | None = None
     val_fraction: float = 0.0
+    detector_bin: int = 1
+    probe: str | None = None
     holdout_region: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("train_data", "test_data"):
+        for name in ("train_data", "test_data", "probe"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 self._fail(name, "must be a file path")
@@ -133,6 +144,9 @@ class DataConfig(_Section):
             )
         self._float("photons_per_pattern", 0.0, strict=True, optional=True)
         self._float("val_fraction", 0.0, maximum=1.0)
+        self._int("detector_bin", 1)
+        if self.detector_bin > 16:
+            self._fail("detector_bin", "must be <= 16")
         if self.holdout_region is not None:
             from .data.holdout import parse_holdout_region
 

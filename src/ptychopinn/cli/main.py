@@ -264,6 +264,12 @@ def _add_train_options(parser: argparse.ArgumentParser, *, scan_data: bool = Tru
             metavar="FILE", help="training scan (NPZ, CXI, or a ptychodus directory)")
         add(data, "--test-data", "--test_data_file", "--test-data-file", dest="data__test_data",
             metavar="FILE", help="validation scan (optional)")
+        add(data, "--bin", "--detector-bin", dest="data__detector_bin", type=_positive_int, metavar="F",
+            help="bin F x F detector pixels: N/F per pattern, counts kept, object pixel unchanged, field "
+            "of view / F (the probe must fit it); infer bins alike (default 1)")
+        add(data, "--probe", dest="data__probe", metavar="FILE",
+            help="probe replacing the scan's guess: reconstruct's reconstruction.npz (refined modes), "
+            "a scan file or a .npy array")
         add(data, "--holdout-region", dest="data__holdout_region", metavar="SIDE:FRACTION",
             help="hold out a contiguous block of positions (e.g. right:0.25) from training and "
             "validation; infer --held-out reconstructs it")
@@ -495,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--inference_batch_size",
         type=_positive_int,
         default=None,
-        help="groups per forward pass (default: the bundle's execution.inference_batch_size)",
+        help="groups per forward pass (default: by device, 32 patterns on a CPU, 4096 on a GPU)",
     )
     infer.add_argument(
         "--n-groups",
@@ -521,6 +527,12 @@ def build_parser() -> argparse.ArgumentParser:
         "2 x 2 groups of patterns (default 0: the network alone); better phase, K times slower",
     )
     infer.add_argument("--no-progress", "--quiet", action="store_true", help="no progress bar")
+    infer.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="the network's arithmetic (fp16 on a GPU only; stitching stays float32; default fp32)",
+    )
     held = infer.add_mutually_exclusive_group()
     held.add_argument(
         "--held-out",
@@ -828,7 +840,7 @@ def _infer(args: argparse.Namespace) -> int:
         inference_batch_size=args.inference_batch_size, n_groups=args.n_groups,
         photons_per_pattern=args.nphotons, progress=False if args.no_progress else None,
         ptychodus_product=args.ptychodus_product, data_consistency_steps=args.data_consistency_steps,
-        overwrite=args.overwrite, pin_memory=args.pin_memory, region=args.region,
+        overwrite=args.overwrite, pin_memory=args.pin_memory, region=args.region, precision=args.precision,
     )  # fmt: skip
     print(
         f"reconstructed {args.data} at {result.patterns_per_second:.0f} patterns/s; "

@@ -74,10 +74,19 @@ class PtychoPINN(nn.Module):
         self.generator = generator
         self.forward_model = forward_model
 
-    def forward(self, x: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _generate(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         inputs = [x]
         if getattr(self.generator, "uses_offsets", False):
             inputs.append(offsets)
         if getattr(self.generator, "uses_probe", False):
             inputs.append(self.forward_model.probe)
-        return self.forward_model(self.generator(*inputs), offsets)
+        return self.generator(*inputs)
+
+    def forward(self, x: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_model(self._generate(x, offsets), offsets)
+
+    def predict_patches(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """The consistent patches alone: inference needs no expected counts (no far-field FFTs)."""
+        patches = self._generate(x, offsets)
+        with torch.autocast(device_type=patches.device.type, enabled=False):
+            return self.forward_model.consistent_patches(patches.to(torch.complex64), offsets)

@@ -7,6 +7,7 @@ patch is stitched into the full object with a weighted scatter-add (physics.md, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import GroupedDiffraction, group_positions, holdout_mask, input_scale, make_dataloader
+from ..data.binning import bin_scan
 from ..evaluation import ObjectComparison
 from ..io import Scan, atomic_path, read_scan
 from ..models import PINNModule
@@ -71,6 +73,7 @@ def predict_object(
     seed: int = 0,
     progress: bool | None = None,
     pin_memory: bool | None = None,
+    precision: str = "fp32",
 ) -> Reconstruction:
     """Predict patches for every group of a scan and stitch them into the full object.
 
@@ -96,8 +99,12 @@ def predict_object(
         Progress bar (default: on a terminal).
     pin_memory : bool, optional
         Pin the loader's host memory (default: on a CUDA device).
+    precision : {"fp32", "bf16", "fp16"}
+        The network's arithmetic (autocast; fp16 on a GPU only). The overlap constraint and
+        the stitching stay in float32.
     """
     size = int(module.hparams.size)
+    autocast = precision_context(precision, torch.device(device))
     if scan.pattern_size != size:
         raise ValueError(f"{scan.source}: patterns are {scan.pattern_size} pixels, the model expects {size}")
     device = torch.device(device)
@@ -128,7 +135,8 @@ def predict_object(
         ):
             x = batch["x"].to(device, non_blocking=True)
             offsets = batch["offsets"].to(device, non_blocking=True)
-            patches, _ = module(x, offsets)
+            with autocast:
+                patches = module.net.predict_patches(x, offsets)
             index = batch["indices"].to(device).reshape(-1)
             stitcher.add(patches.reshape(-1, size, size), positions[index])
     result = stitcher.result()
@@ -139,6 +147,35 @@ def predict_object(
         positions=scan.positions,
         pixel_size_m=scan.pixel_size_m(),
     )
+
+
+#: Inference precisions (``--precision``) and their autocast dtypes.
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: Patterns per forward pass when no batch size is given: few on a CPU (where larger batches
+#: fall out of cache: 89 patterns/s at 32 patterns, 19 at 1024 on the real scan,
+#: docs/benchmarks.md), many on a GPU.
+AUTO_PATTERNS = {"cpu": 32, "cuda": 4096, "mps": 1024}
+
+
+def precision_context(precision: str, device: torch.device) -> Any:
+    """The autocast context of an inference precision (a no-op for fp32).
+
+    Raises
+    ------
+    ValueError
+        Unknown precision, or fp16 on a CPU.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision {precision!r}: must be one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("--precision fp16 needs a GPU; on a CPU use bf16 or fp32")
+    dtype = PRECISIONS[precision]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def auto_batch_size(device: torch.device, channels: int = 1) -> int:
+    """Groups of ``channels`` patterns per inference forward pass on a device (:data:`AUTO_PATTERNS`)."""
+    return max(1, AUTO_PATTERNS.get(device.type, 256) // channels)
 
 
 def with_data_consistency(module: PINNModule, steps: int, gridsize: int = 2) -> PINNModule:
@@ -206,6 +243,7 @@ def infer(
     overwrite: bool = False,
     pin_memory: bool | None = None,
     region: str | None = None,
+    precision: str = "fp32",
 ) -> InferenceResult:
     """Reconstruct ``data`` with the bundle ``model`` and write every output to ``output_dir``.
 
@@ -225,6 +263,9 @@ def infer(
     """
     loaded = load_model_bundle(model)
     scan = read_scan(data, photons_per_pattern=photons_per_pattern)
+    factor = loaded.config.data.detector_bin
+    if factor > 1 and scan.pattern_size == loaded.pattern_size * factor:
+        scan = bin_scan(scan, factor)  # binned as the network was trained
     if region is not None:
         spec = loaded.config.data.holdout_region if region == "held-out" else region
         if spec is None:
@@ -236,9 +277,10 @@ def infer(
         scan = scan.subset(selected)
     if ptychodus_product:
         check_product_metadata(scan)  # before the work, not after it
-    output_dir = claim_output_folder(output_dir, command="infer", inputs=[model, data], overwrite=overwrite)
-    batch = inference_batch_size or loaded.config.execution.inference_batch_size
     device = resolve_device(accelerator, devices)
+    precision_context(precision, device)  # a bad precision fails before the work
+    output_dir = claim_output_folder(output_dir, command="infer", inputs=[model, data], overwrite=overwrite)
+    batch = inference_batch_size or auto_batch_size(device, int(loaded.module.hparams.channels))
     started = time.perf_counter()
     module, gridsize = loaded.module, loaded.gridsize
     if data_consistency_steps:
@@ -251,7 +293,7 @@ def infer(
     reconstruction = predict_object(
         module, scan, gridsize=gridsize, n_groups=n_groups, batch_size=batch,
         device=device, num_workers=num_workers, seed=loaded.config.execution.seed,
-        progress=progress, pin_memory=pin_memory,
+        progress=progress, pin_memory=pin_memory, precision=precision,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
     comparison = compare_to_truth(
@@ -272,6 +314,8 @@ def infer(
         "batch_size": batch,
         "data_consistency_steps": data_consistency_steps,
         "region": region,
+        "detector_bin": factor,
+        "precision": precision,
         "seconds": elapsed,
         "patterns": scan.n_patterns,
         "patterns_per_second": scan.n_patterns / elapsed if elapsed > 0 else None,

@@ -33,6 +33,7 @@ from ..data import (
     make_dataloader,
     split_positions,
 )
+from ..data.binning import bin_scan
 from ..io import Scan, atomic_path, read_scan
 from ..models import PINNModule
 from ..models.generators import FNOGenerator, UnrolledGenerator
@@ -98,6 +99,46 @@ def calibrated_probe(scan: Scan, mean_counts: float, mode: str) -> tuple[np.ndar
     return (probe / np.sqrt(ratio)).astype(np.complex64), note
 
 
+def read_probe_file(path: str | os.PathLike, size: int) -> np.ndarray:
+    """Probe modes ``(modes, N, N)`` complex64 from a reconstruction, a scan or a ``.npy`` file.
+
+    Raises
+    ------
+    ValueError
+        No probe in the file, or one of another size than the patterns.
+    """
+    from ..io import ScanFileError, ScanValidationError
+
+    source = os.fspath(path)
+    try:
+        probe = read_scan(source).probe_modes
+    except (ScanFileError, ScanValidationError):
+        try:
+            with open(source, "rb") as handle:
+                loaded = np.load(handle, allow_pickle=False)
+                if isinstance(loaded, np.lib.npyio.NpzFile):
+                    with loaded:
+                        key = next((k for k in ("probe", "probeGuess") if k in loaded.files), None)
+                        if key is None:
+                            raise ValueError(f"data.probe = {source!r}: no 'probe' or 'probeGuess' array")
+                        probe = loaded[key]
+                else:
+                    probe = loaded
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"data.probe = {source!r}: cannot be read ({exc})") from None
+    probe = np.asarray(probe)
+    if probe.ndim == 2:
+        probe = probe[None]
+    if probe.ndim != 3 or probe.shape[-2:] != (size, size) or probe.dtype.kind not in "fc":
+        raise ValueError(
+            f"data.probe = {source!r}: shape {probe.shape} of {probe.dtype} is not (N, N) or "
+            f"(modes, N, N) with N = {size} (the pattern size)"
+        )
+    if not np.isfinite(probe).all() or not np.any(probe):
+        raise ValueError(f"data.probe = {source!r}: the probe is zero or not finite")
+    return probe.astype(np.complex64)
+
+
 def _groups_for(scan: Scan, subset: np.ndarray, config: RunConfig, seed: int):
     data = config.data
     groups = group_positions(scan.positions[subset], data.gridsize, data.n_groups, data.k_neighbors, seed)
@@ -111,11 +152,24 @@ def prepare_training_data(config: RunConfig) -> TrainingData:
     if data.train_data is None:
         raise ValueError("data.train_data: no training scan given (--train-data FILE)")
     scan = read_scan(data.train_data, photons_per_pattern=data.photons_per_pattern)
+    if data.probe is not None:
+        scan = scan.replace(probe=read_probe_file(data.probe, scan.pattern_size))
+    if data.detector_bin > 1:
+        full = scan.pattern_size
+        scan = bin_scan(scan, data.detector_bin)
     supervised = config.training.loss == "supervised"
     notes: list[str] = []
+    if data.detector_bin > 1:
+        notes.append(
+            f"detector binned by {data.detector_bin}: {full} -> {scan.pattern_size} pixels per pattern, "
+            f"counts kept, object pixel unchanged, field of view {scan.pattern_size} object pixels "
+            "(data.detector_bin)"
+        )
     if data.test_data is not None:
         train_idx = np.arange(scan.n_patterns)
-        val_scan = read_scan(data.test_data, photons_per_pattern=data.photons_per_pattern)
+        val_scan = bin_scan(
+            read_scan(data.test_data, photons_per_pattern=data.photons_per_pattern), data.detector_bin
+        )
         if val_scan.pattern_size != scan.pattern_size:
             raise ValueError(
                 f"{data.test_data}: patterns are {val_scan.pattern_size} pixels, the training "
@@ -366,7 +420,8 @@ def train(
     data = prepare_training_data(config)  # bad input fails here, before anything is written
     output_dir = claim_output_folder(
         output_dir, command=command, overwrite=overwrite, resume=resume is not None,
-        inputs=[config.data.train_data, config.data.test_data, config.training.init_from, *inputs],
+        inputs=[config.data.train_data, config.data.test_data, config.data.probe, config.training.init_from,
+                *inputs],
     )  # fmt: skip
     write_text_atomic(output_dir / "config.yaml", config.to_yaml())
     for note in data.notes:
