@@ -60,6 +60,10 @@ def main() -> None:
     parser.add_argument("--region", default="right:0.25")
     parser.add_argument("--gridsize", default="2")
     parser.add_argument("--work", help="keep the runs here (default: a temporary folder)")
+    parser.add_argument(
+        "--reuse-refined", action="store_true", help="keep WORK/refined from an earlier run (no step 1)"
+    )
+    parser.add_argument("--train-args", default="", help="extra train flags, e.g. '--learning-rate 3e-3'")
     parser.add_argument("--output", default="benchmarks/results/holdout.json")
     parser.add_argument("--images", default=str(ROOT / "docs" / "images"))
     args = parser.parse_args()
@@ -67,15 +71,16 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     refined, trained, held, whole = (work / name for name in ("refined", "trained", "held-out", "whole"))
     walls = {}
-    walls["reconstruct_s"] = run(
-        "reconstruct", str(SCAN), "--output-dir", str(refined), "--refine-probe", "--probe-modes", "3",
-        "--time-budget", str(args.refine_seconds), "--no-pretrained", "--no-progress", "--overwrite",
-    )  # fmt: skip
+    if not (args.reuse_refined and (refined / "reconstruction.npz").is_file()):
+        walls["reconstruct_s"] = run(
+            "reconstruct", str(SCAN), "--output-dir", str(refined), "--refine-probe", "--probe-modes", "3",
+            "--time-budget", str(args.refine_seconds), "--no-pretrained", "--no-progress", "--overwrite",
+        )  # fmt: skip
     walls["train_s"] = run(
         "train", "--train-data", str(SCAN), "--output-dir", str(trained), "--probe",
         str(refined / "reconstruction.npz"), "--holdout-region", args.region, "--gridsize", args.gridsize,
         "--epochs", "100000", "--time-budget", str(args.train_seconds), "--logger", "csv",
-        "--no-progress", "--overwrite",
+        "--no-progress", "--overwrite", *args.train_args.split(),
     )  # fmt: skip
     model = str(trained / "model.zip")
     walls["infer_held_out_s"] = run(
@@ -103,6 +108,7 @@ def main() -> None:
         "machine": machine(),
         "scan": "APS Velociprobe Siemens star, 516 patterns of 128 x 128",
         "region": args.region,
+        "train_args": args.train_args,
         "held_out_patterns": inference["patterns"],
         "epochs": summary["epochs_completed"],
         "walls_s": walls,
