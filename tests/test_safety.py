@@ -271,3 +271,19 @@ def test_open_hdf5_refuses_external_storage_without_reading_it(tmp_path, secret_
         handle.create_dataset("leak", shape=(64,), dtype="u1", external=[(str(secret_file), 0, 64)])
     with pytest.raises(ScanValidationError, match="'leak': keeps its data in another file"):
         open_hdf5(path)
+
+
+def test_a_named_pipe_is_never_opened_as_a_probe_or_ground_truth(scan, tmp_path):
+    from ptychopinn.simulate.probes import probe_from_file
+    from ptychopinn.workflows.evaluation import load_ground_truth
+    from ptychopinn.workflows.training import read_probe_file
+
+    fifo = tmp_path / "probe.npy"
+    os.mkfifo(fifo)
+    with deadline():
+        with pytest.raises(READ_ERRORS):
+            load_ground_truth(fifo)
+        with pytest.raises(ValueError, match="named pipe"):
+            read_probe_file(fifo, 16)
+        with pytest.raises(READ_ERRORS):
+            probe_from_file(fifo)

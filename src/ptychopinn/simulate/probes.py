@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..io import ScanFileError, ScanValidationError, read_scan
+from ..io.safety import require_regular_file
 from ..physics import fresnel_propagate
 
 PROBE_KINDS = ("focused", "gaussian")
@@ -111,7 +112,7 @@ def probe_from_file(path: str | os.PathLike, size: int | None = None) -> np.ndar
         probe = read_scan(path).probe
     except (ScanFileError, ScanValidationError) as scan_error:
         try:
-            loaded = np.load(path, allow_pickle=False)
+            loaded = np.load(require_regular_file(path), allow_pickle=False)  # never a pipe
         except (OSError, ValueError) as exc:
             raise ScanFileError(f"no probe could be read ({scan_error}; {exc})", source=path) from None
         if isinstance(loaded, np.ndarray):

@@ -20,6 +20,7 @@ import torch
 
 from ..evaluation import FRCResult, ObjectComparison, compare_objects, fourier_ring_correlation
 from ..io import Scan, ScanFileError, ScanValidationError, atomic_path, read_scan
+from ..io.safety import require_regular_file
 from ..physics import diffraction_intensity, extract_patches, poisson_deviance, poisson_nll
 from ..refine import RefinementConfig, RefinementResult, refine_object
 from .figures import plot_comparison, plot_frc
@@ -96,7 +97,7 @@ def load_ground_truth(path: str | os.PathLike) -> tuple[np.ndarray, float | None
         return scan.object, scan.pixel_size_m()
     except (ScanFileError, ScanValidationError) as scan_error:
         try:
-            loaded = np.load(path, allow_pickle=False)
+            loaded = np.load(require_regular_file(path), allow_pickle=False)  # never a pipe
         except (OSError, ValueError):
             raise scan_error from None
         if isinstance(loaded, np.ndarray):

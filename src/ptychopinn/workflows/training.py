@@ -108,13 +108,14 @@ def read_probe_file(path: str | os.PathLike, size: int) -> np.ndarray:
         No probe in the file, or one of another size than the patterns.
     """
     from ..io import ScanFileError, ScanValidationError
+    from ..io.safety import require_regular_file
 
     source = os.fspath(path)
     try:
         probe = read_scan(source).probe_modes
     except (ScanFileError, ScanValidationError):
         try:
-            with open(source, "rb") as handle:
+            with open(require_regular_file(source, what="probe file"), "rb") as handle:
                 loaded = np.load(handle, allow_pickle=False)
                 if isinstance(loaded, np.lib.npyio.NpzFile):
                     with loaded:
