@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # drawn to files without pyplot: no backend is switched
 
-matplotlib.use("Agg")  # files only; never needs a display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..io import Scan, atomic_path  # noqa: E402
+from ..io import Scan, atomic_path
 
 #: A cyclic colour map only for phase ranges at least this share of 2 pi: on a narrower
 #: range it paints both ends (say 0 and 0.6 rad) in one colour.
@@ -41,7 +37,8 @@ def plot_scan_overview(scan: Scan, path: str | os.PathLike, title: str | None = 
     Panels: object amplitude and phase (if the scan has an object) with the scan positions,
     probe amplitude and phase, the first diffraction pattern (log counts) and the mean pattern.
     """
-    fig, axes = plt.subplots(2, 3, figsize=(13, 8))
+    fig = Figure(figsize=(13, 8))
+    axes = fig.subplots(2, 3)
     if scan.object is not None:
         _panel(fig, axes[0, 0], np.abs(scan.object), "object amplitude", "gray", "amplitude")
         _phase_panel(fig, axes[1, 0], np.angle(scan.object), "object phase")
@@ -66,7 +63,6 @@ def plot_scan_overview(scan: Scan, path: str | os.PathLike, title: str | None = 
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
 
 
 def plot_comparison(comparison, path: str | os.PathLike) -> None:
@@ -75,7 +71,8 @@ def plot_comparison(comparison, path: str | os.PathLike) -> None:
     ``comparison`` is an :class:`~ptychopinn.evaluation.ObjectComparison` (aligned arrays).
     """
     ref, est = comparison.reference, comparison.aligned
-    fig, axes = plt.subplots(2, 4, figsize=(18, 8.5))
+    fig = Figure(figsize=(18, 8.5))
+    axes = fig.subplots(2, 4)
     rows = (
         ("amplitude", np.abs(ref), np.abs(est), "gray", comparison.amplitude),
         ("phase", np.angle(ref), np.angle(est), None, comparison.phase),
@@ -114,12 +111,12 @@ def plot_comparison(comparison, path: str | os.PathLike) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
 
 
 def plot_frc(curves: dict, path: str | os.PathLike, title: str) -> None:
     """Save FRC curves (name -> :class:`~ptychopinn.evaluation.FRCResult`) with the threshold."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig = Figure(figsize=(6.5, 4.5))
+    ax = fig.subplots()
     threshold = None
     for name, frc in curves.items():
         resolution = f"{frc.resolution_px:.2f} px"
@@ -137,4 +134,3 @@ def plot_frc(curves: dict, path: str | os.PathLike, title: str) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)

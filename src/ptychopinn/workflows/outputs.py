@@ -7,16 +7,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
+import tifffile
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import tifffile  # noqa: E402
-
-from ..evaluation import ObjectComparison  # noqa: E402
-from ..io import Scan, atomic_path, write_ptychodus_product  # noqa: E402
+from ..evaluation import ObjectComparison
+from ..io import Scan, atomic_path, write_ptychodus_product
 
 if TYPE_CHECKING:
     from .inference import Reconstruction
@@ -32,7 +28,8 @@ def _save_png(
     # colour limits from the 0.5 .. 99.5 percentiles: a few rim pixels must not wash out the rest
     low, high = np.nanpercentile(shown, [0.5, 99.5]) if mask.any() else (0.0, 1.0)
     cmap = cmap or phase_colormap(float(low), float(high))
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
     handle = ax.imshow(shown, cmap=cmap, interpolation="nearest", vmin=low, vmax=high)
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("x (pixels)")
@@ -41,7 +38,6 @@ def _save_png(
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
 
 
 def write_reconstruction(
@@ -134,7 +130,8 @@ def write_loss_curve(
     files = {"json": stem.with_suffix(".json"), "png": stem.with_suffix(".png")}
     with atomic_path(files["json"]) as tmp:
         tmp.write_text(json.dumps({"loss": [float(v) for v in losses]}, indent=1))
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.plot(np.arange(1, len(losses) + 1), losses, marker="." if len(losses) < 50 else None)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -145,7 +142,6 @@ def write_loss_curve(
     fig.tight_layout()
     with atomic_path(files["png"]) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
     return files
 
 

@@ -77,12 +77,10 @@ def training_curves(output_dir: Path, metrics_csv: Path | None) -> Path | None:
                     epochs[key][int(float(row["epoch"]))] = float(row[key])
     if not any(epochs.values()):
         return None
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for key, series in epochs.items():
         if series:
             xs = sorted(series)
@@ -96,7 +94,6 @@ def training_curves(output_dir: Path, metrics_csv: Path | None) -> Path | None:
     path = output_dir / "training_curves.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
     return path
 
 
