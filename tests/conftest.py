@@ -8,6 +8,21 @@ import pytest
 
 from ptychopinn.simulate import SimulationConfig, simulate_scan
 
+#: A tiny network for one epoch on the CPU: command-line runs that test plumbing, not learning.
+TINY_TRAIN = [
+    "--width",
+    "4",
+    "--depth",
+    "2",
+    "--modes",
+    "4",
+    "--accelerator",
+    "cpu",
+    "--epochs",
+    "1",
+    "--no-progress",
+]
+
 SMALL = SimulationConfig(
     pattern_size=32,
     n_positions=49,

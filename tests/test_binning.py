@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY_TRAIN
 from ptychopinn.cli.main import main
 from ptychopinn.data.binning import bin_patterns, bin_scan
 from ptychopinn.io import read_scan, write_scan
@@ -78,29 +79,7 @@ def test_train_bins_and_infer_bins_alike(scan, tmp_path, capsys):
     write_scan(scan, data)
     run = tmp_path / "run"
     assert (
-        main(
-            [
-                "train",
-                "--train-data",
-                str(data),
-                "--output-dir",
-                str(run),
-                "--bin",
-                "2",
-                "--epochs",
-                "1",
-                "--width",
-                "4",
-                "--depth",
-                "2",
-                "--modes",
-                "4",
-                "--accelerator",
-                "cpu",
-                "--no-progress",
-            ]
-        )
-        == 0
+        main(["train", "--train-data", str(data), "--output-dir", str(run), "--bin", "2", *TINY_TRAIN]) == 0
     )
     summary = json.loads((run / "training_summary.json").read_text())
     assert any("binned by 2" in note for note in summary["notes"])

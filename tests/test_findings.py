@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import write_ptychodus_folder
+from conftest import TINY_TRAIN, write_ptychodus_folder
 from ptychopinn.cli.main import main
 from ptychopinn.io import ScanFileError, ScanValidationError, read_scan, write_scan
 from ptychopinn.simulate import SimulationConfig, simulate_scan
@@ -19,7 +19,6 @@ from ptychopinn.workflows import inspect_file
 from ptychopinn.workflows.pretrained import shipped_bundles
 
 READ_ERRORS = (ScanFileError, ScanValidationError)
-TINY = ["--width", "4", "--depth", "2", "--modes", "4", "--accelerator", "cpu", "--epochs", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def test_simulating_a_huge_detector_is_refused_at_once(tmp_path, capsys):
 
 def test_an_unreachable_mlflow_server_ends_the_run_at_once(scan_file, tmp_path, capsys):
     started = time.perf_counter()
-    code = main(["train", "--train-data", str(scan_file), "--output-dir", str(tmp_path / "o"), *TINY,
+    code = main(["train", "--train-data", str(scan_file), "--output-dir", str(tmp_path / "o"), *TINY_TRAIN,
                  "--logger", "mlflow", "--mlflow-tracking-uri", "http://127.0.0.1:9"])  # fmt: skip
     assert code == 2 and "cannot reach 127.0.0.1:9" in capsys.readouterr().err
     assert time.perf_counter() - started < 30 and not (tmp_path / "o").exists()
@@ -119,8 +118,9 @@ def test_inspect_labels_a_bundle_as_a_model_and_infer_keeps_its_bundle(scan, tmp
 
 
 def test_a_run_prints_no_lightning_adverts(scan_file, tmp_path, capsys):
-    assert main(["train", "--train-data", str(scan_file), "--output-dir", str(tmp_path / "o"), *TINY,
-                 "--no-progress"]) == 0  # fmt: skip
+    assert (
+        main(["train", "--train-data", str(scan_file), "--output-dir", str(tmp_path / "o"), *TINY_TRAIN]) == 0
+    )
     captured = capsys.readouterr()
     for noise in ("litlogger", "GPU available", "logging interval", "LeafSpec"):
         assert noise not in captured.err + captured.out

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import TINY_TRAIN
 from ptychopinn.cli.main import main
 from ptychopinn.config import DataConfig
 from ptychopinn.data import holdout_mask, parse_holdout_region
@@ -67,8 +68,7 @@ def test_no_held_out_position_reaches_training_or_validation(scan, scan_file, tm
 def test_infer_reconstructs_only_the_held_out_positions(scan, scan_file, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--train-data", str(scan_file), "--output-dir", str(run), "--holdout-region",
-                 "left:0.25", "--epochs", "1", "--width", "4", "--depth", "2", "--modes", "4",
-                 "--accelerator", "cpu", "--no-progress"]) == 0  # fmt: skip
+                 "left:0.25", *TINY_TRAIN]) == 0  # fmt: skip
     out = tmp_path / "held"
     assert main(["infer", "--model", str(run / "model.zip"), "--data", str(scan_file), "--output-dir",
                  str(out), "--held-out", "--no-progress"]) == 0  # fmt: skip
@@ -79,29 +79,7 @@ def test_infer_reconstructs_only_the_held_out_positions(scan, scan_file, tmp_pat
     assert json.loads((out / "inference.json").read_text())["region"] == "held-out"
     # a model trained on the whole scan has no held-out region to reconstruct
     whole = tmp_path / "whole"
-    assert (
-        main(
-            [
-                "train",
-                "--train-data",
-                str(scan_file),
-                "--output-dir",
-                str(whole),
-                "--epochs",
-                "1",
-                "--width",
-                "4",
-                "--depth",
-                "2",
-                "--modes",
-                "4",
-                "--accelerator",
-                "cpu",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    assert main(["train", "--train-data", str(scan_file), "--output-dir", str(whole), *TINY_TRAIN]) == 0
     capsys.readouterr()
     assert main(["infer", "--model", str(whole / "model.zip"), "--data", str(scan_file), "--output-dir",
                  str(tmp_path / "x"), "--held-out"]) == 2  # fmt: skip

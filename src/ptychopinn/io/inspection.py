@@ -17,9 +17,8 @@ from .arrays import ArrayLayout, is_scan_description
 from .bundle import MANIFEST_NAME, BundleError, read_bundle
 from .errors import ScanFileError, ScanValidationError
 from .formats import detect_format, read_scan
-from .npz import read_npy_header
 from .ptychodus import ptychodus_pair
-from .safety import check_zip_members, open_hdf5
+from .safety import check_zip_members, open_hdf5, read_npy_header
 from .scan import Scan
 
 

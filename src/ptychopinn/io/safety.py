@@ -291,11 +291,23 @@ def check_zip_members(archive: Any, path: str, *, limits: ReadLimits = DEFAULT_L
         )
 
 
-def check_npy_header(stream: Any, available: int, *, source: str, key: str = "array") -> None:
+def read_npy_header(stream: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from the header of a ``.npy`` stream, leaving it at the data."""
+    version = np.lib.format.read_magic(stream)
+    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = reader(stream)
+    return tuple(shape), dtype
+
+
+def check_npy_header(
+    stream: Any, available: int, *, source: str, key: str = "array", load_whole: bool = True
+) -> None:
     """Refuse a ``.npy`` header declaring more bytes than the ``available`` ones after it.
 
     Leaves ``stream`` at its start again. A header claiming 10^12 values must fail here, not
-    as a giant allocation inside numpy (which allocates before it reads).
+    as a giant allocation inside numpy (which allocates before it reads). ``load_whole``: the
+    array will be loaded whole, so :data:`DEFAULT_LIMITS` bound it too (not for NPZ members,
+    which may be memory-mapped).
 
     Raises
     ------
@@ -304,13 +316,9 @@ def check_npy_header(stream: Any, available: int, *, source: str, key: str = "ar
     """
     start = stream.tell()
     try:
-        version = np.lib.format.read_magic(stream)
-        reader = (
-            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        )
-        shape, _, dtype = reader(stream)
+        shape, dtype = read_npy_header(stream)
         header = stream.tell() - start
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
         raise ScanFileError(f"unreadable array header ({exc})", source=source, key=key) from None
     finally:
         stream.seek(start)
@@ -324,7 +332,8 @@ def check_npy_header(stream: Any, available: int, *, source: str, key: str = "ar
             source=source,
             key=key,
         )
-    DEFAULT_LIMITS.check(declared, None, source=source, key=key, what=f"shape {tuple(shape)} of {dtype}")
+    if load_whole:
+        DEFAULT_LIMITS.check(declared, None, source=source, key=key, what=f"shape {tuple(shape)} of {dtype}")
 
 
 #: Largest configuration or scan-description file read, and its deepest nesting.

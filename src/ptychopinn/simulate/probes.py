@@ -95,6 +95,36 @@ def gaussian_probe(size: int, *, sigma_px: float | None = None, curvature: float
     return _unit_power(np.exp(-r2 / (2 * sigma_px**2)) * np.exp(1j * curvature * r2))
 
 
+def probe_modes_from_file(path: str | os.PathLike) -> np.ndarray:
+    """The probe as stored in a scan file (NPZ, CXI, ...), or in a ``.npy`` / ``.npz`` array.
+
+    NPZ files may hold ``probe`` (``reconstruct``'s refined modes) or ``probeGuess``. The
+    array is returned as stored: ``(N, N)`` or ``(modes, N, N)``, no scale applied.
+
+    Raises
+    ------
+    ScanFileError, ScanValidationError
+        Nothing readable, or no probe in the file.
+    """
+    path = os.fspath(path)
+    try:
+        return read_scan(path).probe
+    except (ScanFileError, ScanValidationError) as scan_error:
+        try:
+            loaded = np.load(require_regular_file(path), allow_pickle=False)  # never a pipe
+        except (OSError, ValueError, EOFError) as exc:
+            raise ScanFileError(f"no probe could be read ({scan_error}; {exc})", source=path) from None
+        if isinstance(loaded, np.ndarray):
+            return loaded
+        with loaded:
+            key = next((k for k in ("probe", "probeGuess") if k in loaded.files), None)
+            if key is None:
+                raise ScanValidationError(
+                    f"no probe: expected key 'probe' or 'probeGuess' (found: {loaded.files})", source=path
+                ) from None
+            return loaded[key]
+
+
 def probe_from_file(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     """The probe of a scan file (NPZ or CXI), or of a ``.npy`` / ``.npz`` holding one array.
 
@@ -107,25 +137,7 @@ def probe_from_file(path: str | os.PathLike, size: int | None = None) -> np.ndar
         Required N; a probe of another size is refused.
     """
     path = os.fspath(path)
-    probe: np.ndarray | None = None
-    try:
-        probe = read_scan(path).probe
-    except (ScanFileError, ScanValidationError) as scan_error:
-        try:
-            loaded = np.load(require_regular_file(path), allow_pickle=False)  # never a pipe
-        except (OSError, ValueError) as exc:
-            raise ScanFileError(f"no probe could be read ({scan_error}; {exc})", source=path) from None
-        if isinstance(loaded, np.ndarray):
-            probe = loaded
-        else:
-            with loaded:
-                key = next((k for k in ("probeGuess", "probe") if k in loaded.files), None)
-                if key is None:
-                    raise ScanValidationError(
-                        f"no probe: expected key 'probeGuess' or 'probe' (found: {loaded.files})",
-                        source=path,
-                    ) from None
-                probe = loaded[key]
+    probe = probe_modes_from_file(path)
     probe = np.asarray(probe)
     while probe.ndim > 2 and probe.shape[-1] == 1:
         probe = probe[..., 0]

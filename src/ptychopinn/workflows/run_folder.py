@@ -31,31 +31,40 @@ from ..io import atomic_path
 RUN_RECORD = ".ptychopinn-run.json"
 
 #: What each command writes into its output folder (files and sub-folders).
+_TRAINING_OUTPUTS = (
+    "config.yaml",
+    "checkpoints",
+    "logs",
+    "tensorboard",
+    "mlflow.db",
+    "mlflow-artifacts",
+    "lightning_logs",
+    "model.zip",
+    "model_best.zip",
+    "training_summary.json",
+    "training_curves.png",
+    "report.html",
+)
+_RECONSTRUCTION_OUTPUTS = (
+    "reconstruction.npz",
+    "amplitude.tiff",
+    "phase.tiff",
+    "amplitude.png",
+    "phase.png",
+    "metrics.json",
+    "comparison.png",
+    "product.h5",
+    "report.html",
+)
 OUTPUTS: dict[str, tuple[str, ...]] = {
-    "train": (
-        "config.yaml", "checkpoints", "logs", "tensorboard", "mlflow.db", "mlflow-artifacts",
-        "model.zip", "model_best.zip", "training_summary.json", "training_curves.png", "report.html",
-        "lightning_logs",
-    ),
-    "pretrain": (
-        "config.yaml", "checkpoints", "logs", "tensorboard", "mlflow.db", "mlflow-artifacts",
-        "model.zip", "model_best.zip", "training_summary.json", "training_curves.png", "report.html",
-        "pretrain.json", "probe.npz", "lightning_logs",
-    ),
-    "infer": (
-        "reconstruction.npz", "amplitude.tiff", "phase.tiff", "amplitude.png", "phase.png",
-        "metrics.json", "comparison.png", "inference.json", "product.h5", "report.html",
-    ),
-    "reconstruct": (
-        "reconstruction.npz", "amplitude.tiff", "phase.tiff", "amplitude.png", "phase.png",
-        "metrics.json", "comparison.png", "product.h5", "frc.png", "loss.json", "loss.png",
-        "reconstruct.json", "report.html", "training", "scan.npz",
-    ),
+    "train": _TRAINING_OUTPUTS,
+    "pretrain": (*_TRAINING_OUTPUTS, "pretrain.json", "probe.npz"),
+    "infer": (*_RECONSTRUCTION_OUTPUTS, "inference.json"),
+    "reconstruct": (*_RECONSTRUCTION_OUTPUTS, "frc.png", "loss.json", "loss.png", "reconstruct.json",
+                    "training", "scan.npz"),
     "evaluate": ("metrics.json", "comparison.png", "frc.png", "report.html"),
-    "example": (
-        "scan.npz", "scan.cxi", "scan_overview.png", "single-pass", "training", "reconstruction",
-        "report.html", "example.json",
-    ),
+    "example": ("scan.npz", "scan.cxi", "scan_overview.png", "single-pass", "training", "reconstruction",
+                "report.html", "example.json"),
 }  # fmt: skip
 
 

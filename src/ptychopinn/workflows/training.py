@@ -108,25 +108,13 @@ def read_probe_file(path: str | os.PathLike, size: int) -> np.ndarray:
         No probe in the file, or one of another size than the patterns.
     """
     from ..io import ScanFileError, ScanValidationError
-    from ..io.safety import require_regular_file
+    from ..simulate.probes import probe_modes_from_file
 
     source = os.fspath(path)
     try:
-        probe = read_scan(source).probe_modes
-    except (ScanFileError, ScanValidationError):
-        try:
-            with open(require_regular_file(source, what="probe file"), "rb") as handle:
-                loaded = np.load(handle, allow_pickle=False)
-                if isinstance(loaded, np.lib.npyio.NpzFile):
-                    with loaded:
-                        key = next((k for k in ("probe", "probeGuess") if k in loaded.files), None)
-                        if key is None:
-                            raise ValueError(f"data.probe = {source!r}: no 'probe' or 'probeGuess' array")
-                        probe = loaded[key]
-                else:
-                    probe = loaded
-        except (OSError, EOFError) as exc:
-            raise ValueError(f"data.probe = {source!r}: cannot be read ({exc})") from None
+        probe = probe_modes_from_file(source)
+    except (ScanFileError, ScanValidationError) as exc:
+        raise ValueError(f"data.probe = {source!r}: {exc}") from None
     probe = np.asarray(probe)
     if probe.ndim == 2:
         probe = probe[None]
