@@ -84,3 +84,38 @@ def test_infer_reconstructs_only_the_held_out_positions(scan, scan_file, tmp_pat
     assert main(["infer", "--model", str(whole / "model.zip"), "--data", str(scan_file), "--output-dir",
                  str(tmp_path / "x"), "--held-out"]) == 2  # fmt: skip
     assert "trained without a holdout region" in capsys.readouterr().err
+
+
+def test_infer_region_and_train_probe_reach_their_code(scan, scan_file, tmp_path, monkeypatch):
+    """--region selects its positions; --probe replaces the scan's probe in the network's physics."""
+    modes = np.stack([scan.probe_modes[0], 0.3 * np.roll(scan.probe_modes[0], 2, axis=0)])
+    probe_file = tmp_path / "probe.npy"
+    np.save(probe_file, modes)
+    run = tmp_path / "run"
+    assert main(["train", "--train-data", str(scan_file), "--output-dir", str(run),
+                 "--probe", str(probe_file), *TINY_TRAIN]) == 0  # fmt: skip
+    from ptychopinn.workflows import load_model_bundle
+
+    probe = load_model_bundle(run / "model.zip").module.net.forward_model.probe.numpy()
+    assert probe.shape == modes.shape  # two modes: the file's, not the scan's one
+    ratio = probe / modes
+    np.testing.assert_allclose(ratio[np.abs(modes) > 1e-3 * np.abs(modes).max()], ratio.flat[0], rtol=1e-3)
+
+    import ptychopinn.workflows.inference as inference
+
+    seen = {}
+    real = inference.make_dataloader
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "make_dataloader", spy)
+    out = tmp_path / "region"
+    assert main(["infer", "--model", str(run / "model.zip"), "--data", str(scan_file), "--output-dir",
+                 str(out), "--region", "top:0.3", "--pin-memory", "--no-progress"]) == 0  # fmt: skip
+    with np.load(out / "reconstruction.npz") as result:
+        positions = result["positions"]
+    expected = scan.positions[holdout_mask(scan.positions, "top:0.3")]
+    np.testing.assert_allclose(np.sort(positions, axis=0), np.sort(expected, axis=0))
+    assert seen["pin_memory"] is True
