@@ -287,3 +287,19 @@ def test_a_named_pipe_is_never_opened_as_a_probe_or_ground_truth(scan, tmp_path)
             read_probe_file(fifo, 16)
         with pytest.raises(READ_ERRORS):
             probe_from_file(fifo)
+
+
+@pytest.mark.parametrize("bit", [0x1, 0x40, 0x20], ids=["encrypted", "strong-encryption", "patched-data"])
+def test_npz_members_that_zipfile_cannot_open_are_clear_errors(scan, tmp_path, bit):
+    """Flags zipfile refuses with RuntimeError or NotImplementedError: a clear error, never those."""
+    path = tmp_path / "scan.npz"
+    write_scan(scan, path)
+    raw = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local and central flags
+        start = raw.find(signature)
+        while start >= 0:
+            raw[start + offset] |= bit
+            start = raw.find(signature, start + 4)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(READ_ERRORS):
+        read_scan(path)

@@ -257,7 +257,9 @@ def _check_declared_sizes(path: str, archive: zipfile.ZipFile) -> None:
         try:
             with archive.open(info) as handle:
                 check_npy_header(handle, info.file_size, source=path, key=key, load_whole=False)
-        except zipfile.BadZipFile as exc:
+        except ScanFileError:
+            raise
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
             raise ScanFileError(f"unreadable array header ({exc})", source=path, key=key) from None
 
 
