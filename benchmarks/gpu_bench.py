@@ -11,7 +11,11 @@ Run by ``benchmarks/gpu_check.sh``.
    N = 64 and 128, batches 256 to 4096, fp32, bf16 autocast and ``torch.compile``.
 2. Training: steps/s of the generator + overlap constraint + forward model + Poisson NLL +
    Adam, gridsize 2, fp32 and bf16 autocast.
-3. Refinement: seconds per epoch on a 576-pattern N = 64 scan made here through the forward
+3. Live blocks: frames arriving from host memory in blocks of 1 to 1024 (counts as float32
+   arrays, as a detector reader hands them over), each block copied to the device, predicted,
+   stitched into a running mosaic and synchronised: frames/s and per-block latency (median and
+   99th percentile) at N = 64 and 128, fp32 and bf16: what a live reconstruction can sustain.
+4. Refinement: seconds per epoch on a 576-pattern N = 64 scan made here through the forward
    model (preconditioned and L-BFGS), and on the real Velociprobe scan (N = 128, 516 patterns,
    blind, 3 probe modes) when its file is given with ``--real``.
 
@@ -197,6 +201,69 @@ def bench_inference(
     return rows
 
 
+def bench_live(
+    device: torch.device, sizes, blocks, frames: int, modes=("fp32", "bf16"), repeats: int = 200
+) -> list[dict]:
+    """Blocks of frames from host memory to an updated mosaic: frames/s and latency per block."""
+    from ptychopinn.config import ModelConfig
+    from ptychopinn.models import build_generator
+    from ptychopinn.physics import PatchStitcher
+
+    rows = []
+    for size in sizes:
+        generator = build_generator(ModelConfig(generator="fno"), channels=1, size=size).to(device).eval()
+        weight = torch.exp(-((torch.arange(size, device=device) - size / 2) ** 2) / (2 * (size / 6) ** 2))
+        weight = weight[:, None] * weight[None, :]
+        side = int(math.ceil(math.sqrt(frames)))
+        grid = np.stack(np.meshgrid(np.arange(side), np.arange(side), indexing="ij"), -1).reshape(-1, 2)
+        positions = grid[:frames].astype(np.float64) * size / 8 + size / 2
+        shape = (int(positions[:, 0].max()) + size, int(positions[:, 1].max()) + size)
+        counts = np.random.default_rng(0).poisson(50.0, (frames, size, size)).astype(np.float32)
+        for block in blocks:
+            for mode in modes:
+                stitcher = PatchStitcher(shape, weight, device=device)
+                latencies = []
+                steps = min(repeats, max(3, frames // block))
+                try:
+                    for step in range(steps + 2):  # the first two blocks warm up
+                        start = (step * block) % max(1, frames - block)
+                        started = time.perf_counter()
+                        host = torch.from_numpy(counts[start : start + block])
+                        x = host.to(device, non_blocking=False).sqrt().unsqueeze(1)
+                        x = x / x.mean().clamp_min(1e-12)
+                        with torch.no_grad(), torch.autocast(
+                            device.type, dtype=torch.bfloat16, enabled=mode == "bf16"
+                        ):
+                            patches = generator(x)[:, 0].to(torch.complex64)
+                        where = torch.from_numpy(positions[start : start + block]).to(device)
+                        stitcher.add(patches, where)
+                        synchronize(device)
+                        if step >= 2:
+                            latencies.append(time.perf_counter() - started)
+                except Exception as exc:  # noqa: BLE001 - out of memory: report it
+                    rows.append({"size": size, "block": block, "mode": mode, "error": str(exc)[:200]})
+                    continue
+                latency = np.asarray(latencies)
+                row = {
+                    "size": size,
+                    "block": block,
+                    "mode": mode,
+                    "frames_per_s": block * len(latency) / latency.sum(),
+                    "latency_median_ms": 1e3 * float(np.median(latency)),
+                    "latency_p99_ms": 1e3 * float(np.percentile(latency, 99)),
+                }
+                rows.append(row)
+                print(
+                    f"live N={size} block={block} {mode}: {row['frames_per_s']:,.0f} frames/s, "
+                    f"latency {row['latency_median_ms']:.2f} ms (p99 {row['latency_p99_ms']:.2f})",
+                    flush=True,
+                )
+        del generator
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
 def bench_training(device: torch.device, sizes, batch: int, steps: int) -> list[dict]:
     from ptychopinn.config import ModelConfig
     from ptychopinn.models import ForwardModel, PtychoPINN, build_generator
@@ -246,7 +313,7 @@ def main() -> int:
     parser.add_argument("--real", help="the real scan's .npz.bz2 file")
     parser.add_argument("--real-output", help="prefix of the refined real-scan objects")
     parser.add_argument("--patterns", type=int, default=16384)
-    parser.add_argument("--only", nargs="*", default=["refinement", "inference", "training"])
+    parser.add_argument("--only", nargs="*", default=["live", "inference", "training", "refinement"])
     parser.add_argument("--output", required=True)
     parser.add_argument(
         "--dry-run",
@@ -265,6 +332,7 @@ def main() -> int:
         "refinement": lambda: bench_refinement(device, args.real, args.real_output),
         "inference": lambda: bench_inference(device, (64, 128), (256, 1024, 4096), args.patterns),
         "training": lambda: bench_training(device, (64, 128), 16, 30),
+        "live": lambda: bench_live(device, (64, 128), (1, 16, 64, 256, 1024), 8192),
     }
     if args.dry_run:
         results["dry_run"] = True
@@ -272,6 +340,7 @@ def main() -> int:
             "refinement": lambda: bench_refinement(device, None, None, size=16, side=4, epochs=2),
             "inference": lambda: bench_inference(device, (16,), (8,), 16, modes=("fp32", "bf16")),
             "training": lambda: bench_training(device, (16,), 2, 2),
+            "live": lambda: bench_live(device, (16,), (1, 4), 16, repeats=3),
         }
     for name in args.only:
         started = time.perf_counter()
