@@ -18,8 +18,6 @@ from typing import Any
 
 import yaml
 
-#: Generator names; :mod:`ptychopinn.models.generators` registers exactly these.
-GENERATOR_NAMES = ("cnn", "fno", "hybrid", "region", "unrolled")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 _PRECISION_ALIASES = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
@@ -32,6 +30,23 @@ LOGGERS = ("none", "csv", "tensorboard", "mlflow")
 LOSSES = ("poisson", "amplitude_mae", "poisson+mae", "supervised")
 PROBE_CALIBRATIONS = ("auto", "none", "mean_counts")
 OVERLAP_WINDOWS = ("probe", "disk")
+
+
+def _generator_names() -> tuple[str, ...]:
+    """The registered generators' names (the registry in :mod:`ptychopinn.models.generators`).
+
+    Read when a :class:`ModelConfig` is validated, not when this module is imported: the
+    registry imports every generator module (and torch).
+    """
+    from .models.generators import list_generators
+
+    return list_generators()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GENERATOR_NAMES":  # kept for callers of the former constant
+        return _generator_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Section:
@@ -206,7 +221,7 @@ class ModelConfig(_Section):
     overlap_window: str = "probe"
 
     def __post_init__(self) -> None:
-        self._choice("generator", GENERATOR_NAMES)
+        self._choice("generator", _generator_names())
         self._int("width", 1)
         self._int("depth", 1)
         if self.depth > 6:

@@ -6,13 +6,14 @@ precision and learning-rate schedulers all apply.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import lightning as L
 import torch
 
-from ..config import ModelConfig, TrainingConfig
+from ..config import ModelConfig, RunConfig, TrainingConfig
 from ..physics import amplitude_mae, poisson_nll
 from .generators import build_generator
 from .pinn import ForwardModel, PtychoPINN
@@ -198,3 +199,55 @@ class PINNModule(L.LightningModule):
         else:  # guarded by ExecutionConfig
             raise ValueError(f"unknown scheduler {scheduler!r}")
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def build_module(
+    config: RunConfig,
+    *,
+    size: int,
+    probe_modes: int,
+    channels: int | None = None,
+    probe: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    has_mask: bool | None = None,
+    input_scale: float = 1.0,
+    input_normalisation: str = "frozen",
+    monitor: str = "train_loss",
+) -> PINNModule:
+    """The one place a :class:`PINNModule` is built from a run's configuration.
+
+    Parameters
+    ----------
+    config : RunConfig
+        Its ``model`` and ``training`` sections define the network and loss; ``execution``
+        gives the learning rate and schedule; ``data`` the channels C = g^2 (unless given).
+    size, probe_modes : int
+        N and M.
+    channels : int, optional
+        C when it differs from ``config.data.channels`` (a bundle's manifest).
+    probe, mask, has_mask, input_scale, input_normalisation, monitor :
+        As for :class:`PINNModule`.
+
+    Examples
+    --------
+    >>> from ptychopinn.config import RunConfig
+    >>> config = RunConfig().updated({"model": {"width": 4, "depth": 1, "modes": 4}})
+    >>> module = build_module(config, size=32, probe_modes=1)
+    >>> module.hparams.channels, type(module.net.generator).__name__
+    (1, 'FNOGenerator')
+    """
+    return PINNModule(
+        model=dataclasses.asdict(config.model),
+        training=dataclasses.asdict(config.training),
+        channels=config.data.channels if channels is None else channels,
+        size=size,
+        probe_modes=probe_modes,
+        learning_rate=config.execution.learning_rate,
+        scheduler=config.execution.scheduler,
+        monitor=monitor,
+        input_scale=input_scale,
+        input_normalisation=input_normalisation,
+        probe=probe,
+        mask=mask,
+        has_mask=has_mask,
+    )

@@ -3,7 +3,8 @@
 x (normalised amplitudes) -> generator -> O_k -> overlap constraint (C > 1) -> O'_k
 -> lambda_k = sum_m |F(P_m O'_k)|^2  (expected counts, compared with the measured I_k)
 
-Generators that set ``uses_offsets`` / ``uses_probe`` also get the group offsets / the probe
+Generators declaring ``uses_offsets`` / ``uses_probe`` (see
+:class:`~ptychopinn.models.generators.base.Generator`) also get the group offsets / the probe
 (the ``region`` and ``unrolled`` generators place the patterns, or step through the physics).
 """
 
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from ..physics import diffraction_intensity, disk_weight, enforce_overlap, probe_weight
+from .generators.base import Generator
 
 
 class ForwardModel(nn.Module):
@@ -69,18 +71,15 @@ class ForwardModel(nn.Module):
 class PtychoPINN(nn.Module):
     """Generator + forward model: ``forward(x, offsets) -> (patches, expected counts)``."""
 
-    def __init__(self, generator: nn.Module, forward_model: ForwardModel):
+    def __init__(self, generator: Generator | nn.Module, forward_model: ForwardModel):
         super().__init__()
         self.generator = generator
         self.forward_model = forward_model
 
     def _generate(self, x: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-        inputs = [x]
-        if getattr(self.generator, "uses_offsets", False):
-            inputs.append(offsets)
-        if getattr(self.generator, "uses_probe", False):
-            inputs.append(self.forward_model.probe)
-        return self.generator(*inputs)
+        if not isinstance(self.generator, Generator):  # a plain network (a test double): amplitudes only
+            return self.generator(x)
+        return self.generator(*self.generator.forward_arguments(x, offsets, self.forward_model.probe))
 
     def forward(self, x: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward_model(self._generate(x, offsets), offsets)

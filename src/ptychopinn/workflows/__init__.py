@@ -2,7 +2,6 @@
 
 from ..config import (
     ACCELERATORS,
-    GENERATOR_NAMES,
     LOGGERS,
     LOSSES,
     PROBE_CALIBRATIONS,
@@ -14,19 +13,29 @@ from ..config import (
 )
 from ..data import CorpusConfig
 from ..io import BundleError, FileReport, ScanFileError, ScanValidationError
+from ..models import list_generators
 from ..refine import OPTIMIZERS, REFINE_LOSSES, SOLVERS, RefinementConfig, RefinementResult
 from ..simulate import OBJECT_KINDS, PROBE_KINDS, SCAN_KINDS, SimulationConfig
 from .bundles import LoadedModel, inspect_file, load_model_bundle, save_model_bundle
-from .evaluation import EvaluationResult, evaluate
-from .example import ExampleResult, run_example
+from .evaluation import evaluate
+from .example import run_example
 from .figures import plot_scan_overview
-from .inference import InferenceResult, Reconstruction, infer, predict_object
+from .inference import infer, predict_object
 from .pretraining import PretrainConfig, pretrain
-from .reconstruction import ReconstructResult, reconstruct, reconstruct_scan
+from .reconstruction import reconstruct, reconstruct_scan
+from .results import (
+    EvaluationResult,
+    ExampleResult,
+    InferenceResult,
+    Reconstruction,
+    ReconstructResult,
+    TrainResult,
+)
 from .run_folder import claim_output_folder, is_secondary_process
 from .simulation import simulate_to_file
-from .training import TrainResult, train
+from .training import train
 
+GENERATOR_NAMES = list_generators()  # the registry's names, for the CLI's choices
 train_model = train  # the CLI's names, beside its own `train` and `infer` parsers
 pretrain_model = pretrain
 infer_scan = infer

@@ -14,7 +14,7 @@ from .. import __version__
 from ..config import RunConfig
 from ..io import BundleError, FileReport, read_bundle, write_bundle
 from ..io import inspect_file as inspect_io
-from ..models import PINNModule
+from ..models import PINNModule, build_module
 
 
 @dataclass(frozen=True)
@@ -85,14 +85,11 @@ def load_model_bundle(path: str | os.PathLike) -> LoadedModel:
             raise ValueError(f"input_scale {scale!r} must be a finite positive number")
 
         def build() -> PINNModule:
-            return PINNModule(
-                model=config.to_dict()["model"],
-                training=config.to_dict()["training"],
+            return build_module(
+                config,
                 channels=int(manifest["channels"]),
                 size=int(manifest["pattern_size"]),
                 probe_modes=int(manifest["probe_modes"]),
-                learning_rate=config.execution.learning_rate,
-                scheduler=config.execution.scheduler,
                 input_scale=scale,
                 input_normalisation=str(manifest.get("input_normalisation", "frozen")),
                 has_mask=bool(manifest["has_mask"]),

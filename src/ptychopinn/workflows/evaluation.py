@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from ..physics import diffraction_intensity, extract_patches, poisson_deviance, 
 from ..refine import RefinementConfig, RefinementResult, refine_object
 from .figures import plot_comparison, plot_frc
 from .report import write_report
+from .results import EvaluationResult
 from .run_folder import claim_output_folder
 
 #: Metrics use pixels whose summed, normalised probe intensity reaches this (a tenth of one
@@ -233,13 +234,6 @@ def frc_of_halves(first: RefinementResult, second: RefinementResult, pixel_size_
         "amplitude": fourier_ring_correlation(np.abs(ref), np.abs(est), pixel_size_m=pixel_size_m),
         "phase": fourier_ring_correlation(np.angle(ref), np.angle(est), pixel_size_m=pixel_size_m),
     }
-
-
-@dataclass
-class EvaluationResult:
-    metrics: dict[str, object]
-    comparison: ObjectComparison | None
-    files: dict[str, Path] = field(default_factory=dict)
 
 
 def write_metrics(path: Path, metrics: dict[str, object]) -> None:

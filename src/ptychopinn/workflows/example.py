@@ -11,34 +11,20 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..config import load_run_config
-from ..io import FileReport, read_scan
+from ..io import read_scan
 from ..refine import RefinementConfig
 from ..simulate import SimulationConfig
 from .bundles import inspect_file
 from .figures import plot_scan_overview
-from .inference import InferenceResult, infer
+from .inference import infer
 from .pretrained import matching_bundle
-from .reconstruction import ReconstructResult, reconstruct
+from .reconstruction import reconstruct
+from .results import ExampleResult
 from .run_folder import claim_output_folder
 from .simulation import simulate_to_file
 from .training import train
-
-
-@dataclass
-class ExampleResult:
-    output_dir: Path
-    files: dict[str, Path] = field(default_factory=dict)
-    reports: list[FileReport] = field(default_factory=list)
-    reconstruction: ReconstructResult | None = None
-    single_pass: InferenceResult | None = None
-
-    @property
-    def ok(self) -> bool:
-        return all(report.ok for report in self.reports)
 
 
 def run_example(

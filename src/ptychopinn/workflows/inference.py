@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,45 +19,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..config import RunConfig
 from ..data import GroupedDiffraction, group_positions, holdout_mask, input_scale, make_dataloader
 from ..data.binning import bin_scan
-from ..evaluation import ObjectComparison
 from ..io import Scan, atomic_path, read_scan
-from ..models import PINNModule
+from ..models import PINNModule, build_module
 from ..physics import PatchStitcher, canvas_shape, probe_weight
 from .bundles import load_model_bundle, resolve_device
 from .evaluation import compare_to_truth
 from .outputs import check_product_metadata, write_product, write_reconstruction
 from .report import write_report
+from .results import InferenceResult, Reconstruction
 from .run_folder import claim_output_folder
 
 log = logging.getLogger("ptychopinn")
-
-
-@dataclass
-class Reconstruction:
-    """A full-field object with where it is valid, in object pixels.
-
-    Attributes
-    ----------
-    object : numpy.ndarray
-        complex64 ``(H, W)``, zero where not covered.
-    coverage : numpy.ndarray
-        bool ``(H, W)``.
-    weight_sum : numpy.ndarray
-        float32 ``(H, W)`` stitching denominator.
-    positions : numpy.ndarray
-        ``(n, 2)`` ``(y, x)`` scan positions used.
-    pixel_size_m : float or None
-        Object pixel size.
-    """
-
-    object: np.ndarray
-    coverage: np.ndarray
-    weight_sum: np.ndarray
-    positions: np.ndarray
-    pixel_size_m: float | None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def predict_object(
@@ -203,9 +177,9 @@ def with_data_consistency(module: PINNModule, steps: int, gridsize: int = 2) -> 
     if steps < 1 or gridsize < 1:
         raise ValueError(f"need steps >= 1 and gridsize >= 1, got {steps} and {gridsize}")
     model.update(generator="unrolled", unroll_steps=int(steps), unroll_corrections=False)
-    wrapped = PINNModule(
-        model=model,
-        training=dict(hparams["training"]),
+    config = RunConfig().updated({"model": model, "training": dict(hparams["training"])})
+    wrapped = build_module(
+        config,
         channels=gridsize**2,
         size=int(hparams["size"]),
         probe_modes=int(hparams["probe_modes"]),
@@ -216,14 +190,6 @@ def with_data_consistency(module: PINNModule, steps: int, gridsize: int = 2) -> 
     )
     wrapped.net.generator.encoder.load_state_dict(module.net.generator.state_dict())
     return wrapped.eval()
-
-
-@dataclass
-class InferenceResult:
-    reconstruction: Reconstruction
-    comparison: ObjectComparison | None
-    files: dict[str, Path]
-    patterns_per_second: float
 
 
 def infer(

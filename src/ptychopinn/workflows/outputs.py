@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import tifffile
@@ -13,9 +12,7 @@ from matplotlib.figure import Figure
 
 from ..evaluation import ObjectComparison
 from ..io import Scan, atomic_path, write_ptychodus_product
-
-if TYPE_CHECKING:
-    from .inference import Reconstruction
+from .results import Reconstruction
 
 
 def _save_png(

@@ -27,7 +27,7 @@ from ..config import RunConfig
 from ..data import CorpusConfig, CorpusSampler, SimulatedCorpus
 from ..io import ScanFileError, read_ptychodus_product, read_scan
 from ..io.ptychodus import hdf5_kind
-from ..models import PINNModule
+from ..models import build_module
 from ..simulate import PROBE_KINDS, SimulationConfig
 from ..simulate.probes import probe_from_file
 from ..simulate.simulator import make_probe
@@ -163,16 +163,11 @@ def pretrain(
     supervised = run.training.loss == "supervised"
     train_loader, val_loader = build_corpus_loaders(probe, pretrain_config, run, with_truth=supervised)
     has_validation = val_loader is not None
-    module = PINNModule(
-        model=asdict(run.model),
-        training=asdict(run.training),
-        channels=run.data.channels,
+    module = build_module(
+        run,
         size=size,
         probe_modes=probe.shape[0],
-        learning_rate=execution.learning_rate,
-        scheduler=execution.scheduler,
         monitor=execution.resolved_monitor(has_validation),
-        input_scale=1.0,
         input_normalisation="per_scan",
         probe=torch.from_numpy(probe),
     )

@@ -15,7 +15,6 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import load_run_config
-from ..evaluation import ObjectComparison
 from ..io import Scan, atomic_path, read_scan, write_scan
 from ..physics import canvas_shape
 from ..refine import (
     RefinementConfig,
     RefinementProgress,
-    RefinementResult,
     constant_object,
     refine_object,
 )
@@ -42,22 +39,8 @@ from .inference import Reconstruction, predict_object
 from .outputs import check_product_metadata, write_loss_curve, write_product, write_reconstruction
 from .pretrained import matching_bundle
 from .report import write_report
+from .results import ReconstructResult
 from .run_folder import claim_output_folder
-
-
-@dataclass
-class ReconstructResult:
-    """What ``reconstruct`` produced."""
-
-    reconstruction: Reconstruction
-    refinement: RefinementResult
-    comparison: ObjectComparison | None
-    start: str  # "model", "trained" or "constant"
-    timings: dict[str, float] = field(default_factory=dict)
-    files: dict[str, Path] = field(default_factory=dict)
-    initial_comparison: ObjectComparison | None = None
-    model: str | None = None  # the bundle that gave the starting object
-
 
 #: Without a progress bar (not on a terminal), a refinement status line this often (s).
 PROGRESS_LINE_S = 30.0

@@ -13,7 +13,7 @@ import logging
 import os
 import time
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,6 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from torch.utils.data import DataLoader
 
 from ..config import ExecutionConfig, RunConfig, TrainingConfig
 from ..data import (
@@ -35,10 +34,10 @@ from ..data import (
 )
 from ..data.binning import bin_scan
 from ..io import Scan, atomic_path, read_scan
-from ..models import PINNModule
-from ..models.generators import FNOGenerator, UnrolledGenerator
+from ..models import PINNModule, build_module
 from .bundles import load_model_bundle, save_model_bundle
 from .report import training_curves, write_report
+from .results import TrainResult
 from .run_folder import AtomicCheckpointIO, claim_output_folder
 from .signals import GracefulStop
 
@@ -59,23 +58,6 @@ class TrainingData:
     probe: np.ndarray
     mean_counts: float  # mean total counts per training pattern: the photon scale
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class TrainResult:
-    """What a training run produced (objects are kept for inspection and tests)."""
-
-    output_dir: Path
-    config: RunConfig
-    trainer: L.Trainer
-    module: PINNModule
-    train_loader: DataLoader
-    val_loader: DataLoader | None
-    best_checkpoint: Path | None
-    last_checkpoint: Path | None
-    summary: dict[str, Any]
-    bundle: Path | None = None
-    best_bundle: Path | None = None
 
 
 def calibrated_probe(scan: Scan, mean_counts: float, mode: str) -> tuple[np.ndarray, str | None]:
@@ -283,9 +265,8 @@ def load_pretrained_weights(module: PINNModule, pretrained: Any, origin: str) ->
         raise ValueError(
             f"{origin}: the model takes {pretrained.pattern_size}-pixel patterns, this run has {size}"
         )
-    target, source = module.net.generator, pretrained.module.net.generator
-    if isinstance(target, UnrolledGenerator) and isinstance(source, FNOGenerator):
-        target = target.encoder
+    source = pretrained.module.net.generator
+    target = module.net.generator.pretrained_target(source)
     try:
         target.load_state_dict(source.state_dict())
     except RuntimeError as exc:
@@ -417,14 +398,10 @@ def train(
         log.warning(note)
     has_validation = data.validation is not None
     scan = data.scan
-    module = PINNModule(
-        model=asdict(config.model),
-        training=asdict(config.training),
-        channels=config.data.channels,
+    module = build_module(
+        config,
         size=scan.pattern_size,
         probe_modes=data.probe.shape[0],
-        learning_rate=execution.learning_rate,
-        scheduler=execution.scheduler,
         monitor=execution.resolved_monitor(has_validation),
         input_scale=data.scale,
         probe=torch.from_numpy(data.probe),

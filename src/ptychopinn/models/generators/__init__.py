@@ -1,60 +1,73 @@
 """Generators: networks from a group's C diffraction patterns to C complex object patches.
 
-Chosen by name from :data:`GENERATORS`. Every generator takes ``(B, C, N, N)`` normalised
-amplitudes (and, when it sets ``uses_offsets`` / ``uses_probe``, the ``(B, C, 2)`` group offsets /
-the ``(M, N, N)`` probe) and returns
-``(B, C, N, N)`` complex64 patches.
+Every module of this folder is imported here, and each registers its generator with
+:func:`~ptychopinn.models.generators.base.register_generator`: a new generator is one new file
+(see :mod:`~ptychopinn.models.generators.base` for the contract). Chosen by name through
+:func:`get_generator` / :func:`build_generator`; :data:`GENERATORS` is a read-only view of the
+registry.
 """
 
 from __future__ import annotations
 
-from torch import nn
+import importlib
+import pkgutil
+from types import MappingProxyType
 
-from ...config import GENERATOR_NAMES, ModelConfig
-from .cnn import CNNGenerator
-from .fno import FNOGenerator
-from .hybrid import HybridGenerator
-from .region import RegionGenerator
-from .unrolled import UnrolledGenerator
+from .base import _REGISTRY, Generator, get_generator, list_generators, register_generator
 
-GENERATORS: dict[str, type[nn.Module]] = {
-    "cnn": CNNGenerator,
-    "fno": FNOGenerator,
-    "hybrid": HybridGenerator,
-    "region": RegionGenerator,
-    "unrolled": UnrolledGenerator,
-}
-assert tuple(GENERATORS) == GENERATOR_NAMES, "config.GENERATOR_NAMES must list the registry"
+for _module in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+from .cnn import CNNGenerator  # noqa: E402 - the modules above are imported by now
+from .fno import FNOGenerator  # noqa: E402
+from .hybrid import HybridGenerator  # noqa: E402
+from .region import RegionGenerator  # noqa: E402
+from .unrolled import UnrolledGenerator  # noqa: E402
+
+#: name -> generator class, sorted by name (read-only view of the registry)
+GENERATORS = MappingProxyType(_REGISTRY)
 
 
-def build_generator(config: ModelConfig, channels: int, size: int) -> nn.Module:
-    """The generator named by ``config.generator`` for C = ``channels`` and N = ``size``."""
-    try:
-        cls = GENERATORS[config.generator]
-    except KeyError:
+def build_generator(config, channels: int, size: int) -> Generator:
+    """The generator named by ``config.generator`` for C = ``channels`` and N = ``size``.
+
+    ``config`` is a :class:`~ptychopinn.config.ModelConfig`.
+
+    Raises
+    ------
+    ValueError
+        Unknown name, a gridsize the generator does not take, or an N it cannot divide.
+
+    Examples
+    --------
+    >>> from ptychopinn.config import ModelConfig
+    >>> net = build_generator(ModelConfig(generator="fno", width=4, depth=1, modes=4), 1, 32)
+    >>> type(net).__name__, net.uses_offsets
+    ('FNOGenerator', False)
+    """
+    cls = get_generator(config.generator)
+    gridsize = round(channels**0.5)
+    if cls.gridsizes is not None and gridsize not in cls.gridsizes:
         raise ValueError(
-            f"unknown generator '{config.generator}'; choose from {', '.join(GENERATORS)}"
-        ) from None
-    extra = {}
-    if cls is UnrolledGenerator:
-        extra = {"iterations": config.unroll_steps, "corrections": config.unroll_corrections}
-    return cls(
-        channels=channels,
-        size=size,
-        width=config.width,
-        depth=config.depth,
-        modes=config.modes,
-        amplitude_max=config.amplitude_max,
-        **extra,
-    )
+            f"generator '{cls.name}' takes gridsize {', '.join(map(str, cls.gridsizes))}, got {gridsize}"
+        )
+    multiple = cls.size_multiple(config)
+    if size % multiple:
+        raise ValueError(f"generator '{cls.name}': N = {size} must be divisible by {multiple}")
+    return cls.from_config(config, channels, size)
 
 
 __all__ = [
     "GENERATORS",
     "CNNGenerator",
     "FNOGenerator",
+    "Generator",
     "HybridGenerator",
     "RegionGenerator",
     "UnrolledGenerator",
     "build_generator",
+    "get_generator",
+    "list_generators",
+    "register_generator",
 ]

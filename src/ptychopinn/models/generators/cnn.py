@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .base import Generator, register_generator
 from .layers import ConvBlock, complex_object
 
 
-class CNNGenerator(nn.Module):
+@register_generator("cnn")
+class CNNGenerator(Generator):
     """Encoder with max-pooling, then separate amplitude and phase decoders.
 
     Parameters
@@ -24,6 +26,11 @@ class CNNGenerator(nn.Module):
     amplitude_max : float
         Amplitude bound of the output.
     """
+
+    @classmethod
+    def size_multiple(cls, config) -> int:
+        """N must be divisible by ``2**depth`` (one halving per stage)."""
+        return 2**config.depth
 
     def __init__(
         self,

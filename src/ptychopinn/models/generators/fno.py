@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .base import Generator, register_generator
 from .layers import FNOBlock, complex_object
 
 
-class FNOGenerator(nn.Module):
+@register_generator("fno")
+class FNOGenerator(Generator):
     """Lift (1x1 conv) -> ``depth`` residual spectral blocks -> project to amplitude and phase.
 
     Parameters

@@ -6,10 +6,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .base import Generator, register_generator
 from .layers import FNOBlock, ResidualBlock, complex_object
 
 
-class HybridGenerator(nn.Module):
+@register_generator("hybrid")
+class HybridGenerator(Generator):
     """A U-shaped network whose encoder stages are Fourier-operator blocks.
 
     Stage i works at ``N / 2**i`` with ``width * 2**i`` channels: a spectral block (global
@@ -23,6 +25,11 @@ class HybridGenerator(nn.Module):
         As for :class:`~ptychopinn.models.generators.fno.FNOGenerator`; N must be divisible
         by ``2 ** depth``.
     """
+
+    @classmethod
+    def size_multiple(cls, config) -> int:
+        """N must be divisible by ``2**depth`` (one halving per stage)."""
+        return 2**config.depth
 
     def __init__(
         self,

@@ -20,10 +20,12 @@ import torch
 from torch import nn
 
 from ...physics import extract_from_region, region_positions, region_size
+from .base import Generator, register_generator
 from .layers import FNOBlock, complex_object
 
 
-class RegionGenerator(nn.Module):
+@register_generator("region")
+class RegionGenerator(Generator):
     """Per-pattern encoder -> merge at the scan offsets -> region decoder -> patches.
 
     Parameters

@@ -29,6 +29,7 @@ from ...physics import (
     region_positions,
     region_size,
 )
+from .base import Generator, register_generator
 from .fno import FNOGenerator
 from .layers import FNOBlock
 
@@ -49,7 +50,8 @@ class RegionCorrection(nn.Module):
         return torch.complex(out[:, 0], out[:, 1])
 
 
-class UnrolledGenerator(nn.Module):
+@register_generator("unrolled")
+class UnrolledGenerator(Generator):
     """Per-pattern FNO guess -> K x (data consistency + learned correction) -> patches.
 
     Parameters
@@ -70,6 +72,24 @@ class UnrolledGenerator(nn.Module):
 
     uses_offsets = True
     uses_probe = True
+
+    @classmethod
+    def from_config(cls, config, channels: int, size: int) -> UnrolledGenerator:
+        """Its own options: ``unroll_steps`` (K) and ``unroll_corrections``."""
+        return cls(
+            channels=channels,
+            size=size,
+            width=config.width,
+            depth=config.depth,
+            modes=config.modes,
+            amplitude_max=config.amplitude_max,
+            iterations=config.unroll_steps,
+            corrections=config.unroll_corrections,
+        )
+
+    def pretrained_target(self, source: nn.Module) -> nn.Module:
+        """An ``fno`` network's weights start the per-pattern encoder (the steps stay plain)."""
+        return self.encoder if isinstance(source, FNOGenerator) else self
 
     def __init__(
         self,
