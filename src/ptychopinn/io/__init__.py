@@ -8,11 +8,12 @@ from .atomic import atomic_path
 from .bundle import BUNDLE_FORMAT_VERSION, BundleError, read_bundle, write_bundle
 from .cxi import read_cxi, write_cxi
 from .errors import ScanFileError, ScanValidationError
-from .formats import FORMATS, detect_format, format_for_output, read_scan, write_scan
+from .formats import detect_format, format_for_output, read_scan, writable_format, write_scan
 from .inspection import FileReport, inspect_file
 from .lazy import HDF5Patterns, MappedPatterns
 from .npz import classify_diffraction_values, read_npz, write_npz
 from .ptychodus import PtychodusProduct, read_ptychodus, read_ptychodus_product, write_ptychodus_product
+from .registry import ScanFormat, get_format, list_formats, register_format
 from .scan import PatternSource, Scan, ScanMetadata
 
 __all__ = [
@@ -23,7 +24,11 @@ __all__ = [
     "BundleError",
     "read_bundle",
     "write_bundle",
-    "FORMATS",
+    "ScanFormat",
+    "get_format",
+    "list_formats",
+    "register_format",
+    "writable_format",
     "FileReport",
     "HDF5Patterns",
     "MappedPatterns",

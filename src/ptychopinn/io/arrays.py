@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ScanFileError, ScanValidationError
+from .registry import ScanFormat, register_format
 from .safety import (
     check_hdf5_stays_inside,
     check_npy_header,
@@ -471,3 +472,25 @@ def probe_from_mean_pattern(mean_pattern: np.ndarray) -> np.ndarray:
     amplitude = np.sqrt(np.clip(np.asarray(mean_pattern, np.float64), 0, None))
     field = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(amplitude), norm="ortho"))
     return field.astype(np.complex64)
+
+
+def description_contents(path: str) -> list:
+    """The description's fields: which key holds what, and the conventions declared."""
+    try:
+        layout = ArrayLayout.from_file(path)
+    except ScanFileError as exc:
+        raise ValueError(exc.reason) from None
+    return [(f.name, (), str(getattr(layout, f.name))) for f in dataclasses.fields(layout)
+            if getattr(layout, f.name) is not None]  # fmt: skip
+
+
+register_format(
+    ScanFormat(
+        name="arrays",
+        description="arrays in their own conventions, described by a YAML/JSON file (format: arrays)",
+        detect=lambda path, head: is_scan_description(path),
+        read=lambda path, **_: read_arrays(path),
+        contents=description_contents,
+        order=0,
+    )
+)

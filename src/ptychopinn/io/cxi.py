@@ -29,7 +29,8 @@ from ..units import energy_ev_to_joules, energy_joules_to_ev, object_pixel_size_
 from .atomic import atomic_path
 from .errors import ScanFileError, ScanValidationError
 from .lazy import HDF5Patterns
-from .safety import open_hdf5, read_hdf5_array
+from .registry import ScanFormat, register_format
+from .safety import HDF5_SIGNATURE, hdf5_contents, open_hdf5, read_hdf5_array
 from .scan import Scan, ScanMetadata
 
 CXI_VERSION = 160
@@ -292,3 +293,19 @@ def write_cxi(scan: Scan, path: str | os.PathLike, *, compression: str | None = 
         if scan.patches is not None:
             extras["patches"] = scan.patches
         extras.attrs["metadata_json"] = json.dumps({"version": 1, "metadata": meta.to_dict()})
+
+
+register_format(
+    ScanFormat(
+        name="cxi",
+        description="CXI 1.6 / HDF5: any HDF5 file not in ptychodus' layout",
+        detect=lambda path, head: head == HDF5_SIGNATURE,
+        read=lambda path, links_within_folder=False, **_: read_cxi(
+            path, links_within_folder=links_within_folder
+        ),
+        contents=hdf5_contents,
+        write=lambda scan, path: write_cxi(scan, path),
+        suffixes=(".cxi", ".h5", ".hdf5"),
+        order=30,
+    )
+)

@@ -5,65 +5,78 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .arrays import is_scan_description, read_arrays
-from .cxi import read_cxi, write_cxi
 from .errors import ScanFileError
-from .npz import read_npz, write_npz
-from .ptychodus import hdf5_kind, ptychodus_pair, read_ptychodus
+from .registry import ScanFormat, get_format, list_formats
 from .safety import require_regular_file
 from .scan import Scan
 
-_ZIP_MAGIC = b"PK\x03\x04"
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-FORMATS = ("npz", "cxi", "ptychodus")
-_SUFFIXES = {".npz": "npz", ".cxi": "cxi", ".h5": "cxi", ".hdf5": "cxi"}
+
+def __getattr__(name: str):
+    if name == "FORMATS":  # the registered names, for callers of the former constant
+        return tuple(f.name for f in list_formats())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """``"npz"``, ``"cxi"`` or ``"ptychodus"``, from the content (not the name).
+    """The name of the registered format a file or directory is in, from its content.
 
-    ``"ptychodus"``: a directory holding ptychodus' ``diffraction.h5`` and ``product.h5``, or
-    either of those files with its partner beside it.
+    Formats are asked in their detection order (:mod:`ptychopinn.io.registry`): ``arrays``
+    (a scan description, by its ``.yaml``/``.yml``/``.json`` name), ``ptychodus`` (a directory
+    holding ptychodus' ``diffraction.h5`` and ``product.h5``, or either file with its partner
+    beside it), ``npz`` (a zip archive), ``cxi`` (any other HDF5 file).
 
     Raises
     ------
     ScanFileError
         Missing, empty or of an unknown format.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "scan.bin")
+    >>> with open(path, "wb") as handle:
+    ...     np.savez(handle, x=np.zeros(1))
+    >>> detect_format(path)  # the content decides, not the name
+    'npz'
     """
     path = os.fspath(path)
-    if os.path.isdir(path):
-        if ptychodus_pair(path) is not None:
-            return "ptychodus"
+    directory = os.path.isdir(path)
+    head = b""
+    if not directory:
+        require_regular_file(path)
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    for scan_format in list_formats():
+        if scan_format.detect(path, head):
+            return scan_format.name
+    if directory:
         raise ScanFileError("is a directory without ptychodus' diffraction.h5 and product.h5", source=path)
-    require_regular_file(path)
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-    if head.startswith(_ZIP_MAGIC) or head.startswith(b"PK\x05\x06"):
-        return "npz"
-    if head == _HDF5_MAGIC:
-        kind = hdf5_kind(path)
-        if kind is not None and kind.startswith("ptychodus"):
-            if ptychodus_pair(path) is None:
-                partner = "product.h5" if kind == "ptychodus-diffraction" else "diffraction.h5"
-                raise ScanFileError(
-                    f"a ptychodus {kind[10:]} file without its {partner} beside it", source=path
-                )
-            return "ptychodus"
-        return "cxi"
     if not head:
         raise ScanFileError("file is empty", source=path)
     raise ScanFileError("unknown format: neither an NPZ (zip) archive nor an HDF5/CXI file", source=path)
 
 
-def format_for_output(path: str | os.PathLike) -> str:
-    """Output format from a file name's suffix (``.npz``; ``.cxi``, ``.h5``, ``.hdf5``)."""
+def writable_format(path: str | os.PathLike) -> ScanFormat:
+    """The registered format a scan is written in, from a file name's suffix.
+
+    Raises
+    ------
+    ValueError
+        No writable format claims the suffix (the message lists those that do).
+    """
     suffix = Path(path).suffix.lower()
-    if suffix not in _SUFFIXES:
+    suffixes = {s: f for f in list_formats() if f.write is not None for s in f.suffixes}
+    if suffix not in suffixes:
         raise ValueError(
             f"{os.fspath(path)}: cannot tell the format from suffix '{suffix}'; "
-            f"use one of {', '.join(sorted(_SUFFIXES))}"
+            f"use one of {', '.join(sorted(suffixes))}"
         )
-    return _SUFFIXES[suffix]
+    return suffixes[suffix]
+
+
+def format_for_output(path: str | os.PathLike) -> str:
+    """Output format's name from a file name's suffix (``.npz``; ``.cxi``, ``.h5``, ``.hdf5``)."""
+    return writable_format(path).name
 
 
 def read_scan(
@@ -93,19 +106,16 @@ def read_scan(
         files). Refused by default: a file is read only from itself
         (:mod:`ptychopinn.io.safety`).
     """
-    if is_scan_description(path):
-        return read_arrays(path)
-    fmt = detect_format(path)
-    if fmt == "npz":
-        return read_npz(path, photons_per_pattern=photons_per_pattern, lazy=lazy)
-    if fmt == "ptychodus":
-        return read_ptychodus(path, links_within_folder=links_within_folder)
-    return read_cxi(path, links_within_folder=links_within_folder)
+    return get_format(detect_format(path)).read(
+        os.fspath(path),
+        photons_per_pattern=photons_per_pattern,
+        lazy=lazy,
+        links_within_folder=links_within_folder,
+    )
 
 
 def write_scan(scan: Scan, path: str | os.PathLike) -> None:
     """Write a scan; the format follows the suffix (``.npz`` or ``.cxi``/``.h5``/``.hdf5``)."""
-    if format_for_output(path) == "npz":
-        write_npz(scan, path)
-    else:
-        write_cxi(scan, path)
+    writer = writable_format(path).write
+    assert writer is not None  # writable_format returns writable formats only
+    writer(scan, path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import warnings
 import zipfile
@@ -10,15 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import h5py
 import numpy as np
 
-from .arrays import ArrayLayout, is_scan_description
 from .bundle import MANIFEST_NAME, BundleError, read_bundle
 from .errors import ScanFileError, ScanValidationError
 from .formats import detect_format, read_scan
-from .ptychodus import ptychodus_pair
-from .safety import check_zip_members, open_hdf5, read_npy_header
+from .registry import get_format
 from .scan import Scan
 
 
@@ -30,7 +26,8 @@ class FileReport:
     ----------
     path : str
     format : str or None
-        ``"npz"``, ``"cxi"`` or None when the format is unknown.
+        The registered format's name (``"npz"``, ``"cxi"``, ``"ptychodus"``, ``"arrays"``, ...), or
+        None when the format is unknown.
     contents : list of (name, shape, dtype)
         Every array in the file, read from headers only.
     summary : list of (label, value)
@@ -72,43 +69,6 @@ class FileReport:
         else:
             lines.append("problems: none")
         return "\n".join(lines)
-
-
-def _npz_contents(path: str) -> list[tuple[str, tuple[int, ...], str]]:
-    entries = []
-    with zipfile.ZipFile(path) as archive:
-        check_zip_members(archive, path)
-        for name in archive.namelist():
-            key = name[:-4] if name.endswith(".npy") else name
-            try:
-                with archive.open(name) as handle:
-                    shape, dtype = read_npy_header(handle)
-                entries.append((key, tuple(shape), str(dtype)))
-            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-                entries.append((key, (), f"unreadable header ({exc})"))
-    return entries
-
-
-def _hdf5_contents(path: str) -> list[tuple[str, tuple[int, ...], str]]:
-    entries: list[tuple[str, tuple[int, ...], str]] = []
-
-    def visit(name: str, item) -> None:
-        if isinstance(item, h5py.Dataset):
-            entries.append(("/" + name, tuple(item.shape), str(item.dtype)))
-
-    with open_hdf5(path) as handle:  # refuses links to other files before listing anything
-        handle.visititems(visit)
-    return entries
-
-
-def _ptychodus_contents(path: str) -> list[tuple[str, tuple[int, ...], str]]:
-    pair = ptychodus_pair(path)
-    if pair is None:
-        raise ValueError("not ptychodus' layout")
-    entries = []
-    for file in pair:
-        entries += [(f"{file.name}:{name}", shape, dtype) for name, shape, dtype in _hdf5_contents(str(file))]
-    return entries
 
 
 def _fmt(value: float | None, unit: str = "", spec: str = ".4g") -> str:
@@ -241,9 +201,6 @@ def inspect_file(
     """
     path = os.fspath(path)
     report = FileReport(path=path)
-    if is_scan_description(path):
-        report.format = "arrays (scan description)"
-        return _inspect_scan(path, report, photons_per_pattern, _description_contents)
     try:
         report.format = detect_format(path)
     except ScanFileError as exc:
@@ -251,17 +208,7 @@ def inspect_file(
         return report
     if report.format == "npz" and _is_bundle(path):
         return _inspect_bundle(path, report, bundle_check)
-    lister = {"npz": _npz_contents, "ptychodus": _ptychodus_contents}.get(report.format, _hdf5_contents)
-    return _inspect_scan(path, report, photons_per_pattern, lister)
-
-
-def _description_contents(path: str) -> list:
-    try:
-        layout = ArrayLayout.from_file(path)
-    except ScanFileError as exc:
-        raise ValueError(exc.reason) from None
-    return [(f.name, (), str(getattr(layout, f.name))) for f in dataclasses.fields(layout)
-            if getattr(layout, f.name) is not None]  # fmt: skip
+    return _inspect_scan(path, report, photons_per_pattern, get_format(report.format).contents)
 
 
 def _inspect_scan(path: str, report: FileReport, photons_per_pattern: float | None, lister) -> FileReport:

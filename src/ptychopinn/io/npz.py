@@ -28,6 +28,7 @@ import numpy as np
 from .atomic import atomic_path
 from .errors import ScanFileError, ScanValidationError
 from .lazy import MappedPatterns, stored_to_counts
+from .registry import ScanFormat, register_format
 from .safety import check_npy_header, check_zip_members, read_npy_header, require_regular_file
 from .scan import Scan, ScanMetadata, check_intensities, marker_pixels
 
@@ -656,3 +657,35 @@ def write_npz(scan: Scan, path: str | os.PathLike, *, batch_size: int = 1024) ->
         for key, value in arrays.items():
             with archive.open(f"{key}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=True)
+
+
+def npz_contents(path: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """The archive's arrays ``(key, shape, dtype)`` from their .npy headers (no data read)."""
+    entries = []
+    with zipfile.ZipFile(path) as archive:
+        check_zip_members(archive, path)
+        for name in archive.namelist():
+            key = name[:-4] if name.endswith(".npy") else name
+            try:
+                with archive.open(name) as handle:
+                    shape, dtype = read_npy_header(handle)
+                entries.append((key, tuple(shape), str(dtype)))
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+                entries.append((key, (), f"unreadable header ({exc})"))
+    return entries
+
+
+register_format(
+    ScanFormat(
+        name="npz",
+        description="PtychoPINN NPZ: a zip archive of .npy arrays (docs/conventions.md)",
+        detect=lambda path, head: head.startswith((b"PK\x03\x04", b"PK\x05\x06")),
+        read=lambda path, photons_per_pattern=None, lazy=None, **_: read_npz(
+            path, photons_per_pattern=photons_per_pattern, lazy=lazy
+        ),
+        contents=npz_contents,
+        write=lambda scan, path: write_npz(scan, path),
+        suffixes=(".npz",),
+        order=20,
+    )
+)

@@ -38,7 +38,15 @@ import numpy as np
 from .atomic import atomic_path
 from .errors import ScanFileError, ScanValidationError
 from .lazy import HDF5Patterns
-from .safety import hdf5_dataset, open_hdf5, read_hdf5_array, require_regular_file
+from .registry import ScanFormat, register_format
+from .safety import (
+    HDF5_SIGNATURE,
+    hdf5_contents,
+    hdf5_dataset,
+    open_hdf5,
+    read_hdf5_array,
+    require_regular_file,
+)
 from .scan import Scan, ScanMetadata
 
 log = logging.getLogger("ptychopinn.io")
@@ -468,3 +476,43 @@ def write_ptychodus_product(
         handle.create_dataset("object_layer_spacing_m", data=np.zeros(0))
         handle.create_dataset("loss_epochs", data=np.arange(len(loss_values), dtype=np.int64))
         handle.create_dataset("loss_values", data=loss_values)
+
+
+def ptychodus_contents(path: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """Both files' datasets, each name prefixed with its file."""
+    pair = ptychodus_pair(path)
+    if pair is None:
+        raise ValueError("not ptychodus' layout")
+    entries = []
+    for file in pair:
+        entries += [(f"{file.name}:{name}", shape, dtype) for name, shape, dtype in hdf5_contents(str(file))]
+    return entries
+
+
+def _is_ptychodus(path: str, head: bytes) -> bool:
+    """A directory holding both files, or one of them with its partner beside it."""
+    if os.path.isdir(path):
+        return ptychodus_pair(path) is not None
+    if head != HDF5_SIGNATURE:
+        return False
+    kind = hdf5_kind(path)
+    if kind is None or not kind.startswith("ptychodus"):
+        return False
+    if ptychodus_pair(path) is None:
+        partner = PRODUCT_FILE if kind == "ptychodus-diffraction" else DIFFRACTION_FILE
+        raise ScanFileError(f"a ptychodus {kind[10:]} file without its {partner} beside it", source=path)
+    return True
+
+
+register_format(
+    ScanFormat(
+        name="ptychodus",
+        description="ptychodus' layout: diffraction.h5 and product.h5 (a directory, or either file)",
+        detect=_is_ptychodus,
+        read=lambda path, links_within_folder=False, **_: read_ptychodus(
+            path, links_within_folder=links_within_folder
+        ),
+        contents=ptychodus_contents,
+        order=10,
+    )
+)

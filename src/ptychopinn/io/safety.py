@@ -29,6 +29,9 @@ import numpy as np
 
 from .errors import ScanFileError, ScanValidationError
 
+#: the first 8 bytes of every HDF5 file
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
 _GiB = 1024**3
 
 
@@ -402,3 +405,18 @@ def _depth(value: Any) -> int:
             deepest = max(deepest, level)
             stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
     return deepest
+
+
+def hdf5_contents(path: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """Every dataset of an HDF5 file: ``(name, shape, dtype)``, read from itself only."""
+    import h5py
+
+    entries: list[tuple[str, tuple[int, ...], str]] = []
+
+    def visit(name: str, item) -> None:
+        if isinstance(item, h5py.Dataset):
+            entries.append(("/" + name, tuple(item.shape), str(item.dtype)))
+
+    with open_hdf5(path) as handle:  # refuses links to other files before listing anything
+        handle.visititems(visit)
+    return entries
