@@ -10,16 +10,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ptychopinn"
 #: what each top-level part may import of ours (docs/architecture.md, "Layers")
 ALLOWED = {
     "units": set(),
+    "options": set(),
     "physics": set(),
     "io": {"units"},
-    "simulate": {"io", "physics", "units"},
+    "simulate": {"io", "options", "physics", "units"},
     "data": {"io", "physics", "simulate"},
     "evaluation": set(),
     "refine": {"physics"},
-    "config": {"data", "io", "models"},  # validation only: holdout specs, bounded files, generator names
+    # config reads these for validation only: holdout specs, bounded files, generator names
+    "config": {"data", "io", "models", "options"},
     "models": {"config", "physics"},
     "workflows": {
-        "config", "data", "evaluation", "io", "models", "physics", "refine", "simulate", "units", "root",
+        "config", "data", "evaluation", "io", "models", "options", "physics", "refine", "simulate", "units",
+        "root",
     },  # fmt: skip
     "integrations": {"io", "workflows"},
     "cli": {"workflows", "root"},

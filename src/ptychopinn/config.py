@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from .options import option
+
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 _PRECISION_ALIASES = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
@@ -129,16 +131,45 @@ class DataConfig(_Section):
     """
 
     _section = "data"
-    train_data: str | None = None
-    test_data: str | None = None
-    gridsize: int = 1
-    n_groups: int | None = None
-    k_neighbors: int | None = None
-    photons_per_pattern: float | None = None
-    val_fraction: float = 0.0
-    detector_bin: int = 1
-    probe: str | None = None
-    holdout_region: str | None = None
+    train_data: str | None = option(
+        None, "training scan (NPZ, CXI, or a ptychodus directory)", metavar="FILE", scan_data=True,
+        flags=("--train-data", "--train_data_file", "--train-data-file"),
+    )  # fmt: skip
+    test_data: str | None = option(
+        None, "validation scan (optional)", metavar="FILE", scan_data=True,
+        flags=("--test-data", "--test_data_file", "--test-data-file"),
+    )  # fmt: skip
+    gridsize: int = option(1, "g: groups of C = g^2 neighbouring positions", flags=("--gridsize",), minimum=1)
+    n_groups: int | None = option(
+        None, "groups per scan", flags=("--n-groups", "--n_groups", "--n-images", "--n_images"),
+        minimum=1, default_text="one per position", scan_data=True,
+    )  # fmt: skip
+    k_neighbors: int | None = option(
+        None, "neighbourhood size K for grouping", flags=("--k-neighbors",), minimum=1,
+        default_text="2C - 1", scan_data=True,
+    )  # fmt: skip
+    photons_per_pattern: float | None = option(
+        None, "photons per pattern for NPZ files with normalised amplitudes", flags=("--nphotons",),
+        minimum=0.0, exclusive_minimum=True, scan_data=True,
+    )  # fmt: skip
+    val_fraction: float = option(
+        0.0, "without --test-data, fraction of positions held out for validation",
+        flags=("--val-fraction",), minimum=0.0, scan_data=True,
+    )  # fmt: skip
+    detector_bin: int = option(
+        1, "bin F x F detector pixels: N/F per pattern, counts kept, object pixel unchanged, field "
+        "of view / F (the probe must fit it); infer bins alike", flags=("--bin", "--detector-bin"),
+        metavar="F", minimum=1, scan_data=True,
+    )  # fmt: skip
+    probe: str | None = option(
+        None, "probe replacing the scan's guess: reconstruct's reconstruction.npz (refined modes), "
+        "a scan file or a .npy array", flags=("--probe",), metavar="FILE", scan_data=True,
+    )  # fmt: skip
+    holdout_region: str | None = option(
+        None, "hold out a contiguous block of positions (e.g. right:0.25) from training and "
+        "validation; infer --held-out reconstructs it", flags=("--holdout-region",),
+        metavar="SIDE:FRACTION", scan_data=True,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         for name in ("train_data", "test_data", "probe"):
@@ -209,16 +240,26 @@ class ModelConfig(_Section):
     """
 
     _section = "model"
-    generator: str = "fno"  # best measured: docs/benchmarks.md
-    width: int = 16
-    depth: int = 3
-    modes: int = 12
-    amplitude_max: float = 2.0
-    unroll_steps: int = 4
-    unroll_corrections: bool = True
-    probe_trainable: bool = False
-    probe_calibration: str = "auto"
-    overlap_window: str = "probe"
+    generator: str = option(
+        "fno", "generator network", flags=("--generator",),
+        default_text="fno, the best measured",
+    )  # fmt: skip  (best measured: docs/benchmarks.md)
+    width: int = option(16, "network width / filter scale", flags=("--width",), minimum=1)
+    depth: int = option(3, "stages or spectral blocks", flags=("--depth",), minimum=1)
+    modes: int = option(12, "Fourier modes of spectral layers", flags=("--modes",), minimum=1)
+    amplitude_max: float = option(2.0, "object amplitudes lie in (0, this)")
+    unroll_steps: int = option(
+        4, "unrolled generator: data-consistency steps", flags=("--unroll-steps",), minimum=0
+    )
+    unroll_corrections: bool = option(
+        True, "unrolled generator: a learned correction after each step", flags=("--unroll-corrections",)
+    )
+    probe_trainable: bool = option(False, "refine the probe during training", flags=("--probe-trainable",))
+    probe_calibration: str = option(
+        "auto", "rescale the probe to the mean counts: auto, mean_counts, none",
+        flags=("--probe-calibration",), choices=PROBE_CALIBRATIONS,
+    )  # fmt: skip
+    overlap_window: str = option("probe", "merge window of the overlap constraint", choices=OVERLAP_WINDOWS)
 
     def __post_init__(self) -> None:
         self._choice("generator", _generator_names())
@@ -264,14 +305,28 @@ class TrainingConfig(_Section):
     """
 
     _section = "training"
-    epochs: int = 50
-    time_budget_s: float | None = None
-    max_steps: int | None = None
-    init_from: str | None = None
-    loss: str = "poisson"
-    mae_weight: float = 1.0
-    probe_learning_rate: float | None = None
-    weight_decay: float = 0.0
+    epochs: int = option(
+        50, "maximum epochs", flags=("--epochs", "--max_epochs", "--max-epochs", "--nepochs"), minimum=1
+    )
+    time_budget_s: float | None = option(
+        None, "stop training after this many seconds", flags=("--time-budget",), metavar="SECONDS",
+        minimum=0.0, exclusive_minimum=True,
+    )  # fmt: skip
+    max_steps: int | None = option(
+        None, "stop after this many optimiser steps", flags=("--max-steps",), minimum=1
+    )
+    init_from: str | None = option(
+        None, "start from a (pretrained) model bundle's network weights; its architecture is used",
+        flags=("--init-from",), metavar="BUNDLE",
+    )  # fmt: skip
+    loss: str = option("poisson", "loss", flags=("--loss",), choices=LOSSES)
+    mae_weight: float = option(
+        1.0, "weight of the amplitude MAE in poisson+mae", flags=("--mae-weight",), minimum=0.0
+    )
+    probe_learning_rate: float | None = option(
+        None, "learning rate of a trainable probe (None: the network's)"
+    )
+    weight_decay: float = option(0.0, "AdamW weight decay of the network")
 
     def __post_init__(self) -> None:
         self._int("epochs", 1)
@@ -293,30 +348,74 @@ class ExecutionConfig(_Section):
     """
 
     _section = "execution"
-    accelerator: str = "auto"
-    devices: int | str | tuple[int, ...] = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    deterministic: bool = False
-    seed: int = 0
-    gradient_clip_val: float | None = None
-    gradient_clip_algorithm: str = "norm"
-    accumulate_grad_batches: int = 1
-    num_workers: int = 0
-    pin_memory: bool = False
-    learning_rate: float = 1e-3
-    scheduler: str = "none"
-    batch_size: int = 16
-    inference_batch_size: int = 256
-    logger: str = "csv"
-    mlflow_tracking_uri: str | None = None
-    progress_bar: bool = True
-    checkpoint_every_n_epochs: int = 1
-    save_top_k: int = 1
-    monitor: str = "auto"
-    early_stopping_patience: int | None = None
-    log_every_n_steps: int = 10
+    accelerator: str = option(
+        "auto", "auto (a GPU when present), cpu, gpu, cuda, mps, tpu (--device: upstream's spelling)",
+        flags=("--accelerator", "--device"), choices=ACCELERATORS, default_text="",
+    )  # fmt: skip
+    devices: int | str | tuple[int, ...] = option(
+        "auto", "auto, a count (-1: all), or indices like 0,1", flags=("--devices",), default_text=""
+    )
+    num_nodes: int = option(
+        1, "machines for multi-node training", flags=("--num-nodes", "--num_nodes"), minimum=1
+    )
+    strategy: str = option("auto", "Lightning strategy", flags=("--strategy",), choices=STRATEGIES)
+    precision: str = option(
+        "32-true", "Lightning precision: 32-true, 16-mixed, bf16-mixed, 64-true, ...", flags=("--precision",)
+    )
+    deterministic: bool = option(
+        False, "deterministic algorithms: bit-identical CPU runs for a seed", flags=("--deterministic",)
+    )
+    seed: int = option(0, "fixes splits, grouping, initialisation", flags=("--seed",))
+    gradient_clip_val: float | None = option(
+        None, "clip gradients at this value", flags=("--gradient-clip-val",), minimum=0.0, default_text="off"
+    )
+    gradient_clip_algorithm: str = option(
+        "norm", "gradient clipping by norm or value", flags=("--gradient-clip-algorithm",),
+        choices=("norm", "value"),
+    )  # fmt: skip
+    accumulate_grad_batches: int = option(
+        1, "accumulate gradients over this many batches", flags=("--accumulate-grad-batches",), minimum=1
+    )
+    num_workers: int = option(0, "DataLoader worker processes", flags=("--num-workers", "--num_workers"))
+    pin_memory: bool = option(False, "pin DataLoader memory (for GPU training)", flags=("--pin-memory",))
+    learning_rate: float = option(
+        1e-3, "AdamW learning rate", flags=("--learning-rate", "--learning_rate", "--lr"),
+        minimum=0.0, exclusive_minimum=True,
+    )  # fmt: skip
+    scheduler: str = option("none", "learning-rate schedule", flags=("--scheduler",), choices=SCHEDULERS)
+    batch_size: int = option(16, "groups per batch", flags=("--batch-size", "--batch_size"), minimum=1)
+    inference_batch_size: int = option(
+        256, "groups per batch at inference", flags=("--inference-batch-size",), minimum=1
+    )
+    logger: str = option(
+        "csv", "experiment logger: csv, tensorboard, mlflow, none", flags=("--logger",), choices=LOGGERS,
+        shortcuts=(
+            (("--disable-mlflow", "--disable_mlflow"), "none", "upstream's flag: the same as --logger none"),
+        ),
+    )  # fmt: skip
+    mlflow_tracking_uri: str | None = option(
+        None, "MLflow server or store", flags=("--mlflow-tracking-uri",), metavar="URI",
+        default_text="a local store, OUTPUT_DIR/mlflow.db; never the network",
+    )  # fmt: skip
+    progress_bar: bool = option(
+        True, "show the progress bar", flags=("--progress-bar",),
+        shortcuts=((("--no-progress", "--quiet"), False, "the same as --no-progress-bar"),),
+    )  # fmt: skip
+    checkpoint_every_n_epochs: int = option(
+        1, "checkpoint every n epochs", flags=("--checkpoint-every",), metavar="EPOCHS", minimum=1
+    )
+    save_top_k: int = option(1, "best checkpoints to keep (-1: all)", flags=("--save-top-k",))
+    monitor: str = option(
+        "auto", "metric for best checkpoints", flags=("--monitor",),
+        default_text="auto: val_loss, else train_loss",
+    )  # fmt: skip
+    early_stopping_patience: int | None = option(
+        None, "stop when the monitored metric stalls", flags=("--early-stopping-patience",),
+        metavar="EPOCHS", minimum=1,
+    )  # fmt: skip
+    log_every_n_steps: int = option(
+        10, "logging interval in steps", flags=("--log-every-n-steps",), minimum=1
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.accelerator, str):

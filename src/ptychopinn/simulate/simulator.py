@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..io import Scan, ScanMetadata
+from ..options import option
 from ..physics import diffraction_intensity, extract_patches
 from ..units import energy_ev_to_wavelength_m, object_pixel_size_m
 from .objects import OBJECT_KINDS, make_object
@@ -65,26 +66,64 @@ class SimulationConfig:
         Patterns simulated per vectorised block.
     """
 
-    pattern_size: int = 64
-    n_positions: int = 576
-    object_kind: str = "natural"
-    probe: str = "focused"
-    scan_kind: str = "raster"
-    step_px: float = 8.0
-    jitter_px: float = 0.5
-    photons_per_pattern: float = 1e6
-    noise: bool = True
-    beamstop_radius_px: float = 0.0
-    phase_range: float = math.pi
-    amplitude_min: float = 0.5
-    energy_ev: float = 8800.0
-    detector_distance_m: float = 2.0
-    detector_pixel_size_m: float = 75e-6
+    pattern_size: int = option(
+        64, "detector / patch size N in pixels, even", flags=("--patch-size", "-N"), minimum=1, group="scan"
+    )
+    n_positions: int = option(
+        576, "number of scan positions", flags=("--n-positions", "--n-images"), minimum=1, group="scan"
+    )
+    object_kind: str = option(
+        "natural", "object kind", flags=("--object",), choices=OBJECT_KINDS, group="scan"
+    )
+    probe: str = option(
+        "focused", "'focused', 'gaussian', or a file (NPZ, CXI, .npy) holding an N x N probe",
+        flags=("--probe",), metavar="PROBE", group="scan",
+    )  # fmt: skip
+    scan_kind: str = option("raster", "trajectory", flags=("--scan",), choices=SCAN_KINDS, group="scan")
+    step_px: float = option(
+        8.0, "mean step between positions, object pixels", flags=("--step",), minimum=0.0,
+        exclusive_minimum=True, group="scan",
+    )  # fmt: skip
+    jitter_px: float = option(0.5, "raster jitter, pixels", flags=("--jitter",), minimum=0.0, group="scan")
+    photons_per_pattern: float = option(
+        1e6, "mean photons per pattern", flags=("--photons", "--nphotons"), minimum=0.0,
+        exclusive_minimum=True, group="scan",
+    )  # fmt: skip
+    noise: bool = option(
+        True, "Poisson counts; --no-noise writes expected intensities instead", flags=("--noise",),
+        group="scan",
+    )  # fmt: skip
+    beamstop_radius_px: float = option(
+        0.0, "central beamstop radius, detector pixels", flags=("--beamstop-radius",), minimum=0.0,
+        default_text="none", group="scan",
+    )  # fmt: skip
+    phase_range: float = option(
+        math.pi, "object phase span in rad", flags=("--phase-range",), minimum=0.0,
+        default_text=f"pi = {math.pi:.4f}", group="scan",
+    )  # fmt: skip
+    amplitude_min: float = option(
+        0.5, "lowest object amplitude, 0..1", flags=("--amplitude-min",), minimum=0.0, group="scan"
+    )
+    energy_ev: float = option(
+        8800.0, "photon energy, eV", flags=("--energy-ev",), minimum=0.0, exclusive_minimum=True,
+        group="geometry (SI)",
+    )  # fmt: skip
+    detector_distance_m: float = option(
+        2.0, "detector distance, m", flags=("--distance",), minimum=0.0, exclusive_minimum=True,
+        group="geometry (SI)",
+    )  # fmt: skip
+    detector_pixel_size_m: float = option(
+        75e-6, "detector pixel pitch, m", flags=("--detector-pixel-size",), minimum=0.0,
+        exclusive_minimum=True, group="geometry (SI)",
+    )  # fmt: skip
     aperture_fraction: float = 0.5
     probe_diameter_fraction: float = 1 / 3
     margin_px: int = 2
-    include_patches: bool = False
-    seed: int = 0
+    include_patches: bool = option(
+        False, "also store the ground-truth patch of every position (Y)", flags=("--include-patches",),
+        group="scan",
+    )  # fmt: skip
+    seed: int = option(0, "fixes object, scan and noise", flags=("--seed",))
     batch_size: int = 1024
 
     def __post_init__(self) -> None:

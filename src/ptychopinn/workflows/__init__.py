@@ -7,13 +7,17 @@ from ..config import (
     PROBE_CALIBRATIONS,
     SCHEDULERS,
     STRATEGIES,
+    DataConfig,
     ExecutionConfig,
+    ModelConfig,
     RunConfig,
+    TrainingConfig,
     load_run_config,
 )
 from ..data import CorpusConfig
 from ..io import BundleError, FileReport, ScanFileError, ScanValidationError
 from ..models import list_generators
+from ..options import help_with_default, option_fields
 from ..refine import OPTIMIZERS, REFINE_LOSSES, SOLVERS, RefinementConfig, RefinementResult
 from ..simulate import OBJECT_KINDS, PROBE_KINDS, SCAN_KINDS, SimulationConfig
 from .bundles import LoadedModel, inspect_file, load_model_bundle, save_model_bundle
@@ -43,6 +47,8 @@ reconstruct_file = reconstruct
 evaluate_reconstruction = evaluate
 
 __all__ = [
+    "help_with_default",
+    "option_fields",
     "claim_output_folder",
     "is_secondary_process",
     "ACCELERATORS",
@@ -63,7 +69,10 @@ __all__ = [
     "PretrainConfig",
     "EvaluationResult",
     "ExampleResult",
+    "DataConfig",
     "ExecutionConfig",
+    "ModelConfig",
+    "TrainingConfig",
     "InferenceResult",
     "LoadedModel",
     "Reconstruction",
