@@ -109,3 +109,20 @@ def test_each_part_imports_only_what_the_layers_allow():
         if _part(target) != _part(module) and _part(target) not in ALLOWED[_part(module)]
     )
     assert not broken, "\n".join(broken)
+
+
+def test_docstrings_cite_sections_of_the_conventions_that_exist():
+    import re
+
+    conventions = (PACKAGE.parents[1] / "docs" / "conventions.md").read_text()
+    headings = set(re.findall(r"^## (.+)$", conventions, flags=re.M))
+    cited = {
+        (path.name, section)
+        for path in PACKAGE.rglob("*.py")
+        for section in re.findall(r'docs/conventions\.md,\s+"([^"]+)"', path.read_text())
+    }
+    assert cited, "no docstring cites docs/conventions.md"
+    missing = sorted(f"{name}: {section}" for name, section in cited if section not in headings)
+    assert not missing, missing
+    outside = sorted(p.name for p in PACKAGE.rglob("*.py") if "shared/spec" in p.read_text())
+    assert not outside, f"docstrings citing the spec outside the repository: {outside}"

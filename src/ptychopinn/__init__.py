@@ -8,7 +8,7 @@ The package is organised by concern, with imports flowing one way:
 - :mod:`ptychopinn.workflows` composes everything into user-level jobs;
 - :mod:`ptychopinn.cli` only parses arguments and calls workflows.
 
-Conventions (units, axes, normalisation) follow ``shared/spec/physics.md``: intensities in
+Conventions (units, axes, normalisation): ``docs/conventions.md``: intensities in
 photon counts, positions as ``(y, x)`` object pixels, orthonormal FFTs, complex64 fields.
 """
 

@@ -99,7 +99,7 @@ class _Section:
 
 @dataclass(frozen=True)
 class DataConfig(_Section):
-    """Which scans to use and how positions are grouped (physics.md, "Grouping").
+    """Which scans to use and how positions are grouped (docs/conventions.md, "Grouping").
 
     Attributes
     ----------

@@ -1,6 +1,6 @@
 """Detector binning: F x F detector pixels gathered into one, for F^2 fewer pixels per pattern.
 
-Far-field sampling (``shared/spec/physics.md``): the object pixel is ``dx = lambda z / (N p)``.
+Far-field sampling (``docs/conventions.md``): the object pixel is ``dx = lambda z / (N p)``.
 Binning makes the pattern ``N / F`` pixels of pitch ``F p``, so ``dx`` is unchanged and the
 field of view (the patch, ``N dx``) shrinks F times. The model stays right only while the
 probe fits the smaller window: the probe is cropped to the central ``N / F`` pixels, and the

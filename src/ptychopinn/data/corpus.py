@@ -12,7 +12,7 @@ written to disk.
 Items have the keys of :class:`~ptychopinn.data.GroupedDiffraction` (``x``, ``counts``,
 ``offsets``, ``indices``, ``truth``) plus ``intensity_scale``: the factor from the model's
 probe (at its stored power) to this item's photon count, which the forward model applies.
-The network input is normalised per item as per scan (physics.md, "Network input"), so a
+The network input is normalised per item as per scan (docs/conventions.md, "Network input"), so a
 pretrained network meets any photon count at inference.
 """
 

@@ -1,6 +1,6 @@
 """Torch datasets of grouped diffraction patterns, and the one input normalisation.
 
-Network input (physics.md, "Network input"): ``x = sqrt(I) * c``, one scalar c per dataset
+Network input (docs/conventions.md, "Network input"): ``x = sqrt(I) * c``, one scalar c per dataset
 chosen on the training set so that the mean over patterns of ``sum x^2`` is ``(N/2)^2``;
 frozen and reused at inference.
 """

@@ -1,4 +1,4 @@
-"""Grouping scan positions into solution regions (physics.md, "Grouping").
+"""Grouping scan positions into solution regions (docs/conventions.md, "Grouping").
 
 For each seed position: its K nearest neighbours (KD-tree), C - 1 of them drawn with a seeded
 generator, and the group ``{seed, neighbours}``. Offsets ``r_k = pos_k - centroid``; the

@@ -1,4 +1,4 @@
-"""Quality of reconstructions against ground truth (physics.md, "Evaluation")."""
+"""Quality of reconstructions against ground truth (docs/conventions.md, "Evaluation")."""
 
 from .frc import FRCResult, fourier_ring_correlation, half_bit_threshold
 from .metrics import ChannelMetrics, ObjectComparison, compare_objects, covered_region, remove_phase_ramp

@@ -1,4 +1,4 @@
-"""Comparing a reconstruction with a ground-truth object (physics.md, "Evaluation").
+"""Comparing a reconstruction with a ground-truth object (docs/conventions.md, "Evaluation").
 
 Steps: restrict both to the region the scan covered; register the sub-pixel shift (phase
 cross-correlation); remove the global phase offset (and optionally a linear phase ramp) by

@@ -2,7 +2,7 @@
 
 A *scan description* (YAML or JSON, ``format: arrays``) says which key holds what and in
 which convention; :func:`read_arrays` converts it to the package's one convention
-(physics.md: counts, zero frequency centred, ``(y, x)`` patch centres in object pixels)::
+(docs/conventions.md: counts, zero frequency centred, ``(y, x)`` patch centres in object pixels)::
 
     format: arrays
     file: siemens-star-small.npz.bz2   # .npz, .npy, .h5/.hdf5; .bz2/.gz compressed too;

@@ -1,4 +1,4 @@
-"""CXI 1.6 (HDF5, SI units) read and write (shared/spec/data-formats.md).
+"""CXI 1.6 (HDF5, SI units) read and write (docs/conventions.md, "CXI").
 
 Layout written (and read):
 

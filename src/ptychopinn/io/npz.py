@@ -1,4 +1,4 @@
-"""The PtychoPINN NPZ contract (shared/spec/data-formats.md), read and written safely.
+"""The PtychoPINN NPZ contract (docs/conventions.md, "NPZ reading"), read and written safely.
 
 Files hold diffraction **amplitudes** (``diffraction``, or legacy ``diff3d``), possibly in the
 legacy ``(N, N, n)`` layout, plus ``probeGuess``, optional ``objectGuess``, ``xcoords`` /

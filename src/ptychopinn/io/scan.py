@@ -1,6 +1,6 @@
 """The one in-memory scan type every reader produces and every writer consumes.
 
-Conventions (shared/spec/physics.md):
+Conventions (docs/conventions.md):
 
 - ``diffraction``: measured intensities in **photon counts**, ``(n, N, N)`` float32, zero
   frequency at pixel ``(N//2, N//2)``; either an in-memory array or a lazily read source;

@@ -1,4 +1,4 @@
-"""Physics operators in torch: batched, differentiable, on CPU and GPU (physics.md).
+"""Physics operators in torch: batched, differentiable, on CPU and GPU (docs/conventions.md).
 
 Depends on nothing else in the package.
 """

@@ -1,4 +1,4 @@
-"""The ptychographic forward model and its data-fidelity losses (physics.md, "Forward model").
+"""The ptychographic forward model and its data-fidelity losses (docs/conventions.md, "Forward model").
 
 psi_k    = P * O_k                              (exit wave)
 lambda_k = sum_m | fftshift(FFT_ortho(P_m O_k)) |^2   (expected photon counts)
@@ -79,7 +79,7 @@ def poisson_nll(
     mask: torch.Tensor | None = None,
     eps: float = 1e-6,
 ) -> torch.Tensor:
-    """Poisson negative log-likelihood per pixel, averaged (physics.md, "Loss").
+    """Poisson negative log-likelihood per pixel, averaged (docs/conventions.md, "Loss").
 
     ``L = mean(lambda - I * log(lambda + eps))``, dropping the data-only term ``log(I!)``.
 

@@ -1,4 +1,6 @@
-"""The overlap constraint: patches of one group must agree where they overlap (physics.md).
+"""The overlap constraint: patches of one group must agree where they overlap.
+
+See docs/conventions.md, "Overlap constraint".
 
     O_region = sum_k T(+r_k)[w * O_k] / sum_k T(+r_k)[w]      (merge)
     O'_k     = Crop_N( T(-r_k)[O_region] )                     (extract)

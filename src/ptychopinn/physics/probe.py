@@ -1,6 +1,6 @@
 """Probe operations for blind ptychography: incoherent modes and support.
 
-Conventions (physics.md): a probe is complex ``(M, N, N)`` (or ``(N, N)``) whose modes add in
+Conventions (docs/conventions.md): a probe is complex ``(M, N, N)`` (or ``(N, N)``) whose modes add in
 intensity; with orthonormal FFTs ``sum_m sum |P_m|^2`` is the expected photon count of a
 pattern through a unit-amplitude object.
 """

@@ -1,6 +1,6 @@
 """Data consistency: pull a group's object region towards its measured diffraction amplitudes.
 
-One simultaneous error-reduction / PIE step over the C patterns of a group (physics.md,
+One simultaneous error-reduction / PIE step over the C patterns of a group (docs/conventions.md,
 forward model; Rodenburg & Maiden's update with the step normalised by the illumination):
 
     psi_cm  = P_m * Crop_N(T(-r_c)[O])                          exit waves

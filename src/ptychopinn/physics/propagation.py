@@ -1,6 +1,6 @@
 """Wave propagation: far-field (Fraunhofer) and near-field (Fresnel) operators.
 
-Conventions (physics.md): FFTs are orthonormal (``norm="ortho"``) so that Parseval holds,
+Conventions (docs/conventions.md): FFTs are orthonormal (``norm="ortho"``) so that Parseval holds,
 ``sum |F(psi)|^2 == sum |psi|^2``; in diffraction space the zero spatial frequency sits at the
 centre pixel ``(N//2, N//2)``.
 """

@@ -1,4 +1,4 @@
-"""Stitching patches into the full object (physics.md, "Stitching (inference)").
+"""Stitching patches into the full object (docs/conventions.md, "Stitching").
 
     O(r) = sum_k T(pos_k)[w * O_k] / sum_k T(pos_k)[w]
 

@@ -4,7 +4,7 @@ One interpolation is used everywhere in the package: **bilinear**. It is local (
 exact for integer shifts, reproduces linear functions, is differentiable with respect to both
 the image and the positions, and its adjoint is a scatter-add with the same four weights.
 
-Position convention (physics.md): a patch of size ``(h, w)`` at position ``(y, x)`` covers rows
+Position convention (docs/conventions.md): a patch of size ``(h, w)`` at position ``(y, x)`` covers rows
 ``y - h//2 .. y - h//2 + h - 1`` and the matching columns; its pixel ``(h//2, w//2)`` sits at
 the position. Samples that fall outside the image read as zero; contributions that fall
 outside the canvas are dropped.

@@ -2,7 +2,7 @@
 
 Positions are grouped exactly as in training (the bundle's gridsize; never one pattern
 repeated C times), the network predicts mutually consistent patches in batches, and every
-patch is stitched into the full object with a weighted scatter-add (physics.md, "Stitching").
+patch is stitched into the full object with a weighted scatter-add (docs/conventions.md, "Stitching").
 """
 
 from __future__ import annotations

@@ -61,7 +61,9 @@ class TrainingData:
 
 
 def calibrated_probe(scan: Scan, mean_counts: float, mode: str) -> tuple[np.ndarray, str | None]:
-    """Scale the probe so ``sum |P|^2`` equals the mean counts per pattern (physics.md).
+    """Scale the probe so ``sum |P|^2`` equals the mean counts per pattern.
+
+    See docs/conventions.md, "Forward model".
 
     ``mode``: ``none`` never, ``mean_counts`` always, ``auto`` when they differ by more than
     a factor of two. Returns the probe and a note saying what was done (or None).

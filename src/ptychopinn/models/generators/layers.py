@@ -25,7 +25,7 @@ class SpectralConv2d(nn.Module):
 
     ``y = irfft2( W . rfft2(x) )`` on the lowest ``modes`` frequencies. The real FFT halves
     the last axis only, so the other axis keeps **both** signs of frequency: one weight
-    block for rows ``0..m-1`` and one for rows ``-m..-1`` (physics.md, "Pitfalls").
+    block for rows ``0..m-1`` and one for rows ``-m..-1`` (docs/conventions.md, "Pitfalls").
 
     Spectral arithmetic always runs in float32/complex64 (FFTs in half precision are not
     supported for arbitrary sizes), whatever the surrounding precision.
