@@ -4,7 +4,7 @@ Depends on nothing else in the package except :mod:`ptychopinn.units`.
 """
 
 from .arrays import ArrayLayout, detect_zero_frequency, read_arrays
-from .atomic import atomic_path
+from .atomic import atomic_path, write_json, write_text
 from .bundle import BUNDLE_FORMAT_VERSION, BundleError, read_bundle, write_bundle
 from .cxi import read_cxi, write_cxi
 from .errors import ScanFileError, ScanValidationError
@@ -40,6 +40,8 @@ __all__ = [
     "ScanValidationError",
     "classify_diffraction_values",
     "atomic_path",
+    "write_json",
+    "write_text",
     "detect_format",
     "format_for_output",
     "inspect_file",

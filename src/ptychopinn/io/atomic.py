@@ -32,3 +32,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, values: object, *, indent: int = 2) -> Path:
+    """Write a JSON summary atomically: the one writer of every ``*.json`` a command leaves.
+
+    numpy scalars are written as numbers (``default=float``); returns the path.
+
+    Examples
+    --------
+    >>> import json, tempfile, os
+    >>> path = write_json(os.path.join(tempfile.mkdtemp(), "summary.json"), {"loss": 0.5})
+    >>> json.loads(path.read_text())
+    {'loss': 0.5}
+    """
+    import json
+
+    return write_text(path, json.dumps(values, indent=indent, default=float))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..evaluation import FRCResult, ObjectComparison, compare_objects, fourier_ring_correlation
-from ..io import Scan, ScanFileError, ScanValidationError, atomic_path, read_scan
+from ..io import Scan, ScanFileError, ScanValidationError, read_scan, write_json
 from ..io.safety import require_regular_file
 from ..physics import diffraction_intensity, extract_patches, poisson_deviance, poisson_nll
 from ..refine import RefinementConfig, RefinementResult, refine_object
@@ -237,8 +237,7 @@ def frc_of_halves(first: RefinementResult, second: RefinementResult, pixel_size_
 
 
 def write_metrics(path: Path, metrics: dict[str, object]) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2, default=float))
+    write_json(path, metrics)
 
 
 def evaluate(

@@ -8,7 +8,6 @@ patch is stitched into the full object with a weighted scatter-add (docs/convent
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -22,7 +21,7 @@ from tqdm.auto import tqdm
 from ..config import RunConfig
 from ..data import GroupedDiffraction, group_positions, holdout_mask, input_scale, make_dataloader
 from ..data.binning import bin_scan
-from ..io import Scan, atomic_path, read_scan
+from ..io import Scan, read_scan, write_json
 from ..models import PINNModule, build_module
 from ..physics import PatchStitcher, canvas_shape, probe_weight
 from .bundles import load_model_bundle, resolve_device
@@ -287,8 +286,7 @@ def infer(
         "patterns_per_second": scan.n_patterns / elapsed if elapsed > 0 else None,
     }
     files["inference.json"] = Path(output_dir) / "inference.json"
-    with atomic_path(files["inference.json"]) as tmp:
-        tmp.write_text(json.dumps(info, indent=2))
+    write_json(files["inference.json"], info)
     files["report.html"] = write_report(
         output_dir,
         f"Inference: {Path(data).name} with {Path(model).name}",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import tifffile
 from matplotlib.figure import Figure
 
 from ..evaluation import ObjectComparison
-from ..io import Scan, atomic_path, write_ptychodus_product
+from ..io import Scan, atomic_path, write_json, write_ptychodus_product
 from .results import Reconstruction
 
 
@@ -108,8 +107,7 @@ def write_reconstruction(
         from .figures import plot_comparison
 
         files["metrics.json"] = out / "metrics.json"
-        with atomic_path(files["metrics.json"]) as tmp:
-            tmp.write_text(json.dumps(comparison.to_dict(), indent=2))
+        write_json(files["metrics.json"], comparison.to_dict())
         files["comparison.png"] = out / "comparison.png"
         plot_comparison(comparison, files["comparison.png"])
     return files
@@ -125,8 +123,7 @@ def write_loss_curve(
     """Write a loss history as ``STEM.json`` and a picture ``STEM.png``."""
     stem = Path(path_stem)
     files = {"json": stem.with_suffix(".json"), "png": stem.with_suffix(".png")}
-    with atomic_path(files["json"]) as tmp:
-        tmp.write_text(json.dumps({"loss": [float(v) for v in losses]}, indent=1))
+    write_json(files["json"], {"loss": [float(v) for v in losses]}, indent=1)
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
     ax.plot(np.arange(1, len(losses) + 1), losses, marker="." if len(losses) < 50 else None)

@@ -11,7 +11,6 @@ user's scans with ``train --init-from``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from ..config import RunConfig
 from ..data import CorpusConfig, CorpusSampler, SimulatedCorpus
-from ..io import ScanFileError, read_ptychodus_product, read_scan
+from ..io import ScanFileError, read_ptychodus_product, read_scan, write_json
 from ..io.ptychodus import hdf5_kind
 from ..models import build_module
 from ..simulate import PROBE_KINDS, SimulationConfig
@@ -157,7 +156,7 @@ def pretrain(
     )  # fmt: skip
     write_text_atomic(output_dir / "config.yaml", run.to_yaml())
     described = {**asdict(pretrain_config), "pattern_size": size}
-    write_text_atomic(output_dir / "pretrain.json", json.dumps(described, indent=2))
+    write_json(output_dir / "pretrain.json", described)
     L.seed_everything(execution.seed, workers=True, verbose=False)
 
     supervised = run.training.loss == "supervised"
@@ -196,7 +195,7 @@ def pretrain(
             global_steps=trainer.global_step, wall_time_s=elapsed,
         )  # fmt: skip
         summary["bundle"] = str(bundle)
-        write_text_atomic(output_dir / "training_summary.json", json.dumps(summary, indent=2))
+        write_json(output_dir / "training_summary.json", summary)
         curves = training_curves(output_dir, metrics_csv_of(trainer))
         write_report(
             output_dir,

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 import time
@@ -23,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import load_run_config
-from ..io import Scan, atomic_path, read_scan, write_scan
+from ..io import Scan, read_scan, write_json, write_scan
 from ..physics import canvas_shape
 from ..refine import (
     RefinementConfig,
@@ -339,8 +338,7 @@ def reconstruct(
         "half_scan_frc": frc_summary,
     }
     files["reconstruct.json"] = out / "reconstruct.json"
-    with atomic_path(files["reconstruct.json"]) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
+    write_json(files["reconstruct.json"], summary)
     metrics = {}
     if frc_summary is not None:
         metrics["half_scan_frc"] = frc_summary

@@ -26,7 +26,7 @@ from typing import Any
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from ..io import atomic_path
+from ..io import atomic_path, write_json
 
 RUN_RECORD = ".ptychopinn-run.json"
 
@@ -216,8 +216,7 @@ def _write_record(out: Path, command: str, writes: tuple[str, ...], *, resumed: 
         "resumed": resumed,
         "writes": list(writes),
     }
-    with atomic_path(out / RUN_RECORD) as tmp:
-        tmp.write_text(json.dumps(record, indent=2))
+    write_json(out / RUN_RECORD, record)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

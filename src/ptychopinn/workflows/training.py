@@ -8,7 +8,6 @@ budget, execution fields the Trainer, the DataLoaders and the optimiser (see
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -33,7 +32,7 @@ from ..data import (
     split_positions,
 )
 from ..data.binning import bin_scan
-from ..io import Scan, atomic_path, read_scan
+from ..io import Scan, read_scan, write_json, write_text
 from ..models import PINNModule, build_module
 from .bundles import load_model_bundle, save_model_bundle
 from .report import training_curves, write_report
@@ -345,9 +344,7 @@ def final_metrics(trainer: L.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+write_text_atomic = write_text  # the name the workflows use
 
 
 def train(
@@ -458,7 +455,7 @@ def train(
             save_model_bundle(best_module, best_bundle, config, **facts, checkpoint=best.name)
         summary["bundle"] = str(bundle)
         summary["best_bundle"] = str(best_bundle) if best_bundle else None
-        write_text_atomic(output_dir / "training_summary.json", json.dumps(summary, indent=2))
+        write_json(output_dir / "training_summary.json", summary)
         curves = training_curves(output_dir, metrics_csv_of(trainer))
         write_report(
             output_dir,
