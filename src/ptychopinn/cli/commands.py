@@ -15,6 +15,7 @@ from ..workflows import (
     PretrainConfig,
     RefinementConfig,
     SimulationConfig,
+    WatchOptions,
     evaluate_reconstruction,
     infer_scan,
     inspect_file,
@@ -25,7 +26,9 @@ from ..workflows import (
     reconstruct_file,
     run_example,
     simulate_to_file,
+    stream_to_file,
     train_model,
+    watch_scan,
 )
 from .flags import given_sections, given_values
 
@@ -54,6 +57,9 @@ def _print_comparison(comparison) -> None:
 
 def _simulate(args: argparse.Namespace) -> int:
     config = SimulationConfig(**given_values(args, _SIMULATION_FIELDS))
+    if args.stream_to:
+        stream_to_file(config, args.stream_to, rate_hz=args.rate, block=args.block)
+        return 0
     scan = simulate_to_file(config, args.output, progress=False if args.no_progress else None)
     size = scan.pattern_size
     print(
@@ -202,6 +208,25 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _watch(args: argparse.Namespace) -> int:
+    options = WatchOptions(
+        model=args.model, update_seconds=args.update_seconds, refine=args.refine,
+        refine_window=args.refine_window, frames=args.frames, idle_timeout_s=args.idle_timeout,
+        max_block=args.max_block, final_seconds=args.final_seconds, accelerator=args.accelerator,
+    )  # fmt: skip
+    result = watch_scan(
+        args.source, args.output_dir, options, overwrite=args.overwrite,
+        data_key=args.data_key, positions_key=args.positions_key,
+    )  # fmt: skip
+    summary = result.summary
+    print(
+        f"watched {summary['frames_reconstructed']} frame(s) in {summary['elapsed_s']:.1f} s"
+        f"{' (the writer stalled)' if summary['stalled'] else ''}; wrote {_files_written(result.files)} "
+        f"to {args.output_dir}"
+    )
+    return 0
+
+
 COMMANDS = {
     "simulate": _simulate,
     "inspect": _inspect,
@@ -211,4 +236,5 @@ COMMANDS = {
     "reconstruct": _reconstruct,
     "evaluate": _evaluate,
     "example": _example,
+    "watch": _watch,
 }

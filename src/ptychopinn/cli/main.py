@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in ("simulate", "inspect", "train", "pretrain", "infer", "reconstruct", "evaluate", "example"):
+    for name in ("simulate", "inspect", "train", "pretrain", "infer", "reconstruct", "evaluate", "watch",
+                 "example"):  # fmt: skip
         getattr(parsers, f"add_{name}")(sub)
     return parser
 
@@ -67,7 +68,7 @@ _LIGHTNING_NOISE = (
     r".*Checkpoint directory .* exists and is not empty.*",
     r".*You defined a `validation_step` but have no `val_dataloader`.*",
 )
-_WRITES_A_FOLDER = ("train", "pretrain", "infer", "reconstruct", "evaluate", "example")
+_WRITES_A_FOLDER = ("train", "pretrain", "infer", "reconstruct", "evaluate", "watch", "example")
 _BAD_INPUT = (ScanFileError, ScanValidationError, BundleError, ValueError, RecursionError)
 
 

@@ -23,6 +23,7 @@ from ..workflows import (
     RefinementConfig,
     SimulationConfig,
     TrainingConfig,
+    WatchOptions,
 )
 from .flags import (
     add_option_flags,
@@ -68,9 +69,90 @@ def add_simulate(sub: argparse._SubParsersAction) -> None:
         help="simulate a scan and write it as NPZ or CXI",
         description="Simulate a ptychographic scan (ground truth included).",
     )
-    simulate.add_argument("--output", "-o", required=True, help="output file: .npz or .cxi (.h5, .hdf5)")
+    target = simulate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--output", "-o", help="output file: .npz or .cxi (.h5, .hdf5)")
+    target.add_argument(
+        "--stream-to", metavar="FILE",
+        help="write the scan frame by frame into a growing CXI file at --rate, as a detector "
+        "would (ptychopinn watch follows it)",
+    )  # fmt: skip
+    simulate.add_argument("--rate", type=positive_float, default=100.0, metavar="HZ",
+                          help="with --stream-to: frames per second (default 100)")  # fmt: skip
+    simulate.add_argument("--block", type=positive_int, default=1, metavar="FRAMES",
+                          help="with --stream-to: frames per write (default 1)")  # fmt: skip
     simulate.add_argument("--no-progress", "--quiet", action="store_true", help="no progress bar")
     add_option_flags(simulate, SimulationConfig)
+
+
+def add_watch(sub: argparse._SubParsersAction) -> None:
+    watch = sub.add_parser(
+        "watch",
+        help="reconstruct a scan while it is being written",
+        description="Follow a growing HDF5/CXI file (SWMR, written by e.g. simulate --stream-to) or a "
+        "folder receiving .npz frame files; predict each frame with the network and stitch it "
+        "into a running mosaic at once (with --refine, refine the recent region through the "
+        "physics in the background). Every --update-seconds: phase.png, amplitude.png, "
+        "reconstruction.npz and a self-refreshing live.html, and one status line. Ends when the "
+        "writer marks the scan complete, after --frames, or after --idle-timeout without a "
+        "frame; then a final reconstruct of the received scan writes the usual outputs into "
+        "OUTPUT_DIR/final.",
+    )
+    d = WatchOptions(model="")
+    watch.add_argument("source", metavar="SOURCE", help="a growing HDF5/CXI file or a folder of frame files")
+    watch.add_argument("--model", required=True, help="network bundle (gridsize 1) predicting each frame")
+    watch.add_argument("--output-dir", required=True, help="folder for the live and final outputs")
+    watch.add_argument(
+        "--update-seconds",
+        type=positive_float,
+        default=d.update_seconds,
+        metavar="SECONDS",
+        help=f"interval of pictures and status lines (default {d.update_seconds:g})",
+    )
+    watch.add_argument(
+        "--refine",
+        action="store_true",
+        help="refine the most recent frames' region through the physics in the background",
+    )
+    watch.add_argument(
+        "--refine-window",
+        type=positive_int,
+        default=d.refine_window,
+        metavar="FRAMES",
+        help=f"frames the background refinement revisits (default {d.refine_window})",
+    )
+    watch.add_argument("--frames", type=positive_int, default=None, help="end after this many frames")
+    watch.add_argument(
+        "--idle-timeout",
+        type=positive_float,
+        default=d.idle_timeout_s,
+        metavar="SECONDS",
+        help=f"end when no frame arrived for this long: a stalled writer (default {d.idle_timeout_s:g})",
+    )
+    watch.add_argument(
+        "--max-block",
+        type=positive_int,
+        default=d.max_block,
+        metavar="FRAMES",
+        help=f"most frames per network pass (default {d.max_block})",
+    )
+    watch.add_argument(
+        "--final-seconds",
+        type=non_negative_float,
+        default=d.final_seconds,
+        metavar="SECONDS",
+        help=f"refinement budget of the final reconstruct; 0: none (default {d.final_seconds:g})",
+    )
+    watch.add_argument("--data-key", help="HDF5 source: the growing (n, N, N) counts (default: CXI's)")
+    watch.add_argument(
+        "--positions-key", help="HDF5 source: the growing (n, 2) (y, x) positions in object pixels"
+    )
+    watch.add_argument(
+        "--accelerator",
+        "--device",
+        choices=ACCELERATORS,
+        default="auto",
+        help="auto (a GPU when present), cpu, gpu, cuda, mps",
+    )
 
 
 def add_inspect(sub: argparse._SubParsersAction) -> None:

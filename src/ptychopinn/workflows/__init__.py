@@ -25,6 +25,7 @@ from .evaluation import evaluate
 from .example import run_example
 from .figures import plot_scan_overview
 from .inference import infer, predict_object
+from .live import WatchOptions, watch
 from .pretraining import PretrainConfig, pretrain
 from .reconstruction import reconstruct, reconstruct_scan
 from .results import (
@@ -34,9 +35,10 @@ from .results import (
     Reconstruction,
     ReconstructResult,
     TrainResult,
+    WatchResult,
 )
 from .run_folder import claim_output_folder, is_secondary_process
-from .simulation import simulate_to_file
+from .simulation import simulate_to_file, stream_to_file
 from .training import train
 
 GENERATOR_NAMES = list_generators()  # the registry's names, for the CLI's choices
@@ -45,8 +47,14 @@ pretrain_model = pretrain
 infer_scan = infer
 reconstruct_file = reconstruct
 evaluate_reconstruction = evaluate
+watch_scan = watch
 
 __all__ = [
+    "WatchOptions",
+    "WatchResult",
+    "stream_to_file",
+    "watch",
+    "watch_scan",
     "help_with_default",
     "option_fields",
     "claim_output_folder",

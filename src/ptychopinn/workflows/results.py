@@ -112,3 +112,13 @@ class ExampleResult:
     @property
     def ok(self) -> bool:
         return all(report.ok for report in self.reports)
+
+
+@dataclass
+class WatchResult:
+    """What ``watch`` produced: its folder, the last status, the files, the final reconstruction."""
+
+    output_dir: Path
+    summary: dict[str, Any]
+    files: dict[str, Path] = field(default_factory=dict)
+    final: ReconstructResult | None = None

@@ -63,6 +63,8 @@ OUTPUTS: dict[str, tuple[str, ...]] = {
     "reconstruct": (*_RECONSTRUCTION_OUTPUTS, "frc.png", "loss.json", "loss.png", "reconstruct.json",
                     "training", "scan.npz"),
     "evaluate": ("metrics.json", "comparison.png", "frc.png", "report.html"),
+    "watch": ("phase.png", "amplitude.png", "reconstruction.npz", "live.html", "live.json", "scan.npz",
+              "final"),
     "example": ("scan.npz", "scan.cxi", "scan_overview.png", "single-pass", "training", "reconstruction",
                 "report.html", "example.json"),
 }  # fmt: skip

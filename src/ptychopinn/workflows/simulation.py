@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
+import time
+from collections.abc import Callable
 
 from ..io import Scan, format_for_output, read_scan, write_scan
+from ..io.stream import StreamWriter
 from ..simulate import SimulationConfig, simulate_scan
 
 
@@ -26,3 +30,43 @@ def simulate_to_file(
     scan = simulate_scan(config, progress=progress, lazy=True)
     write_scan(scan, output)
     return read_scan(output)
+
+
+def stream_to_file(
+    config: SimulationConfig,
+    path: str | os.PathLike,
+    *,
+    rate_hz: float,
+    block: int = 1,
+    log: Callable[[str], None] = print,
+) -> int:
+    """Simulate a scan and write it frame by frame into a growing CXI file at ``rate_hz``.
+
+    The file follows :class:`~ptychopinn.io.stream.StreamWriter`'s layout (the one ``watch``
+    follows): ``block`` frames per write, each write at its scheduled time (frame ``i`` is
+    due ``i / rate_hz`` seconds after the first), the scan marked complete at the end. A
+    writer that fails leaves the file unmarked, as a crashed detector writer would.
+
+    Returns
+    -------
+    int
+        Frames written.
+    """
+    if not (math.isfinite(rate_hz) and rate_hz > 0):
+        raise ValueError(f"--rate {rate_hz!r}: must be a finite number of frames per second > 0")
+    if block < 1:
+        raise ValueError(f"--block {block!r}: must be >= 1")
+    scan = simulate_scan(config, progress=False, lazy=True)
+    started = time.perf_counter()
+    with StreamWriter(path, probe=scan.probe, metadata=scan.metadata, obj=scan.object) as writer:
+        for start, counts in scan.iter_batches(block):
+            delay = started + start / rate_hz - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            writer.append(counts, scan.positions[start : start + len(counts)])
+    elapsed = time.perf_counter() - started
+    log(
+        f"streamed {scan.n_patterns} frames to {path} in {elapsed:.1f} s "
+        f"({scan.n_patterns / elapsed:.0f} frames/s)"
+    )
+    return scan.n_patterns

@@ -1,0 +1,462 @@
+"""Live reconstruction during a scan: ``ptychopinn watch``.
+
+A trained network bundle predicts each frame as it arrives (whatever has arrived since the
+last pass goes through the network as one batch: a frame at a time costs as much as a block,
+docs/benchmarks.md, "GPU check") and the patches are stitched at once into a running mosaic
+whose canvas grows with the scan. With ``refine``, a background thread keeps refining the
+region of the most recent frames through the physics (the refinement engine, warm-started from
+the current picture) and hands the improved region back. Every ``update_seconds`` the current
+``phase.png``, ``amplitude.png``, ``reconstruction.npz`` and a self-refreshing ``live.html``
+are written atomically and one status line is printed. The watch ends when the source says
+the scan is complete, after ``frames`` frames, or after ``idle_timeout_s`` without a new frame
+(a stalled writer: reported, and what arrived is kept); then a final ``reconstruct`` of the
+received scan writes the usual outputs and report into ``OUTPUT_DIR/final``.
+
+Memory stays bounded in the scan's length: frames are read block by block and dropped once
+stitched; only the mosaic (and, with ``refine``, the last ``refine_window`` frames) is kept.
+"""
+
+from __future__ import annotations
+
+import collections
+import html
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..io import atomic_path, write_json, write_npz
+from ..io.stream import open_stream
+from ..physics import probe_weight
+from ..physics.translation import scatter_patches
+from ..refine import RefinementConfig, refine_object
+from .bundles import load_model_bundle, resolve_device
+from .results import WatchResult
+from .run_folder import claim_output_folder
+
+OUTPUTS = ("phase.png", "amplitude.png", "reconstruction.npz", "live.html", "live.json", "scan.npz", "final")
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """Options of :func:`watch`.
+
+    Attributes
+    ----------
+    model : str
+        The network bundle (gridsize 1) that predicts each frame.
+    update_seconds : float
+        Interval between written pictures and status lines (s).
+    refine : bool
+        Refine the region of the most recent frames through the physics in the background.
+    refine_window : int
+        Frames the background refinement revisits (the memory it holds).
+    refine_seconds : float
+        Length of one background refinement round (s).
+    frames : int or None
+        End after this many frames.
+    idle_timeout_s : float
+        End when no frame has arrived for this long (a stalled writer, reported).
+    max_block : int
+        Most frames per network pass (a backlog is worked off in blocks, never dropped).
+    final_seconds : float
+        Refinement budget of the final ``reconstruct`` (0: none, the live result only).
+    accelerator : str
+        ``auto``, ``cpu``, ``gpu``, ``cuda``, ``mps``.
+    poll_seconds : float
+        Wait between looks at the source when nothing has arrived.
+    """
+
+    model: str
+    update_seconds: float = 2.0
+    refine: bool = False
+    refine_window: int = 512
+    refine_seconds: float = 3.0
+    frames: int | None = None
+    idle_timeout_s: float = 30.0
+    max_block: int = 256
+    final_seconds: float = 30.0
+    accelerator: str = "auto"
+    poll_seconds: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("update_seconds", "refine_seconds", "idle_timeout_s", "poll_seconds"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"watch.{name} = {value!r}: must be a finite number > 0")
+        if not (isinstance(self.final_seconds, (int, float)) and 0 <= self.final_seconds < 1e9):
+            raise ValueError(f"watch.final_seconds = {self.final_seconds!r}: must be a number >= 0")
+        for name in ("refine_window", "max_block"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"watch.{name} = {getattr(self, name)!r}: must be an integer >= 1")
+        if self.frames is not None and (not isinstance(self.frames, int) or self.frames < 1):
+            raise ValueError(f"watch.frames = {self.frames!r}: must be an integer >= 1")
+
+
+class LiveMosaic:
+    """A stitched object whose canvas grows as the scan reaches new ground.
+
+    Positions stay in the scan's own frame (object pixels); the canvas holds them shifted by
+    ``origin``. The sums are those of :class:`~ptychopinn.physics.PatchStitcher`.
+    """
+
+    def __init__(self, weight: torch.Tensor, device: torch.device, margin: int | None = None):
+        self.size = int(weight.shape[-1])
+        self.weight = weight.to(device, torch.float32)
+        self.device = device
+        self.margin = margin if margin is not None else 2 * self.size
+        self.origin = np.zeros(2, dtype=np.int64)
+        self.numerator = torch.zeros((0, 0), dtype=torch.complex64, device=device)
+        self.denominator = torch.zeros((0, 0), dtype=torch.float32, device=device)
+        self.refined = torch.zeros((0, 0), dtype=torch.complex64, device=device)
+        self.refined_weight = torch.zeros((0, 0), dtype=torch.float32, device=device)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.numerator.shape)  # type: ignore[return-value]
+
+    def _fit(self, positions: np.ndarray) -> None:
+        """Grow the canvas (by a margin beyond what is needed) until it holds patches at ``positions``."""
+        half = self.size // 2
+        need_low = np.floor(positions.min(axis=0)).astype(np.int64) - half - 1
+        need_high = np.ceil(positions.max(axis=0)).astype(np.int64) + half + 2
+        if not self.numerator.numel():
+            low, high = need_low - self.margin, need_high + self.margin
+        else:
+            have_low, have_high = self.origin, self.origin + np.asarray(self.shape)
+            if np.all(need_low >= have_low) and np.all(need_high <= have_high):
+                return
+            low = np.where(need_low < have_low, need_low - self.margin, have_low)
+            high = np.where(need_high > have_high, need_high + self.margin, have_high)
+        shape = tuple(int(v) for v in high - low)
+        offset = self.origin - low
+        grown = []
+        for old in (self.numerator, self.denominator, self.refined, self.refined_weight):
+            new = torch.zeros(shape, dtype=old.dtype, device=self.device)
+            if old.numel():
+                new[offset[0] : offset[0] + old.shape[0], offset[1] : offset[1] + old.shape[1]] = old
+            grown.append(new)
+        self.numerator, self.denominator, self.refined, self.refined_weight = grown
+        self.origin = low
+
+    def add(self, patches: torch.Tensor, positions: np.ndarray) -> None:
+        """Stitch patches ``(k, N, N)`` at ``(k, 2)`` scan positions."""
+        self._fit(positions)
+        where = torch.from_numpy(positions - self.origin).to(self.device)[None]
+        weights = self.weight.expand(patches.shape).contiguous()
+        self.numerator += scatter_patches(
+            (patches.to(torch.complex64) * self.weight)[None], where, self.shape
+        )[0]
+        self.denominator += scatter_patches(weights[None], where, self.shape)[0]
+
+    def hand_over(self, obj: np.ndarray, illumination: np.ndarray, origin: np.ndarray) -> None:
+        """Take a refined region (on a canvas placed at ``origin``) where it is well lit."""
+        peak = float(illumination.max()) if illumination.size else 0.0
+        if not peak > 0:
+            return
+        offset = origin - self.origin
+        h, w = obj.shape
+        if np.any(offset < 0) or offset[0] + h > self.shape[0] or offset[1] + w > self.shape[1]:
+            return  # the canvas moved in a way this region no longer fits: the next round will
+        lit = torch.from_numpy(illumination / peak > 0.1).to(self.device)
+        region = (slice(offset[0], offset[0] + h), slice(offset[1], offset[1] + w))
+        refined = torch.from_numpy(obj.astype(np.complex64)).to(self.device)
+        self.refined[region] = torch.where(lit, refined, self.refined[region])
+        self.refined_weight[region] = torch.where(
+            lit, torch.ones_like(self.refined_weight[region]), self.refined_weight[region]
+        )
+
+    def picture(self, threshold: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+        """The current object (refined where refined, else the network's) and its coverage."""
+        covered = self.denominator > threshold
+        safe = torch.where(covered, self.denominator, torch.ones_like(self.denominator))
+        obj = torch.where(covered, self.numerator / safe, torch.zeros_like(self.numerator))
+        obj = torch.where(self.refined_weight > 0, self.refined, obj)
+        return obj.cpu().numpy(), (covered | (self.refined_weight > 0)).cpu().numpy()
+
+
+class _Refiner(threading.Thread):
+    """Background refinement of the most recent frames' region, warm-started from the picture."""
+
+    def __init__(self, watch_state: _WatchState):
+        super().__init__(daemon=True, name="ptychopinn-watch-refine")
+        self.state = watch_state
+        self.stop = threading.Event()
+        self.rounds = 0
+        self.error: str | None = None
+
+    def run(self) -> None:
+        state = self.state
+        seen = -1
+        while not self.stop.is_set():
+            with state.lock:
+                window = list(state.window)
+                frames = state.received
+            if frames == seen or not window:
+                self.stop.wait(0.2)
+                continue
+            seen = frames
+            counts = np.concatenate([b.counts for b in window])
+            positions = np.concatenate([b.positions for b in window])
+            with state.lock:
+                obj, coverage = state.mosaic.picture()
+                origin = state.mosaic.origin.copy()
+            # the region of the window on the current canvas, with the picture as the start
+            local = positions - origin
+            start = np.where(coverage, obj, 1).astype(np.complex64)
+            config = RefinementConfig(
+                epochs=1000, time_budget_s=state.options.refine_seconds, calibrate_probe=False
+            )
+            try:
+                result = refine_object(counts, local, state.probe, start, config=config, remove_ramp=False)
+            except Exception as exc:  # noqa: BLE001 - reported at the end; the network's picture stays
+                self.error = f"{type(exc).__name__}: {exc}"
+                return
+            with state.lock, torch.no_grad():
+                state.mosaic.hand_over(result.object, result.illumination, origin)
+            self.rounds += 1
+
+
+@dataclass
+class _WatchState:
+    options: WatchOptions
+    mosaic: LiveMosaic
+    probe: np.ndarray
+    lock: threading.Lock
+    window: collections.deque
+    received: int = 0
+
+
+def _png(path: Path, image: np.ndarray, mask: np.ndarray, cmap: str) -> None:
+    """A quick picture (no axes): the live view is redrawn every few seconds."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    shown = image[mask] if mask.any() else np.zeros(1)
+    low, high = np.percentile(shown, [0.5, 99.5]) if shown.size > 1 else (0.0, 1.0)
+    scaled = np.clip((image - low) / max(high - low, 1e-12), 0, 1)
+    rgba = (colormaps[cmap](scaled) * 255).astype(np.uint8)
+    rgba[~mask] = 255
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgba).save(tmp, format="PNG")
+
+
+def _live_html(status: dict, refresh_s: float) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in status.items()
+    )
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" '
+        f'content="{max(1, round(refresh_s))}"><title>ptychopinn watch</title></head><body>'
+        f"<h1>ptychopinn watch</h1><table>{rows}</table>"
+        '<p><img src="phase.png" alt="phase"> <img src="amplitude.png" alt="amplitude"></p>'
+        "</body></html>"
+    )
+
+
+def watch(
+    source: str | Path,
+    output_dir: str | Path,
+    options: WatchOptions,
+    *,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+    data_key: str | None = None,
+    positions_key: str | None = None,
+) -> WatchResult:
+    """Follow a scan while it is written and keep a reconstruction of everything seen so far.
+
+    Parameters
+    ----------
+    source : path
+        A growing HDF5/CXI file (:class:`~ptychopinn.io.stream.HDF5StreamSource`) or a folder
+        receiving frame files (:class:`~ptychopinn.io.stream.FolderSource`).
+    output_dir : path
+        Live outputs (``phase.png``, ``amplitude.png``, ``reconstruction.npz``, ``live.html``,
+        ``live.json``), the received scan (``scan.npz``) and the final reconstruction
+        (``final/``).
+    options : WatchOptions
+    overwrite : bool
+        Replace an earlier run's outputs in ``output_dir``.
+    log : callable
+        Receives the status lines.
+    data_key, positions_key : str, optional
+        The growing datasets of an HDF5 source not written by ``simulate --stream-to``.
+
+    Returns
+    -------
+    WatchResult
+    """
+    from .reconstruction import reconstruct
+
+    loaded = load_model_bundle(options.model)
+    module = loaded.module
+    if loaded.gridsize != 1:
+        raise ValueError(
+            f"{options.model}: watch needs a gridsize-1 network; this one has gridsize {loaded.gridsize}"
+        )
+    if int(loaded.manifest.get("config", {}).get("data", {}).get("detector_bin", 1)) != 1:
+        raise ValueError(f"{options.model}: watch takes networks trained on unbinned patterns")
+    keys = {k: v for k, v in (("data_key", data_key), ("positions_key", positions_key)) if v}
+    stream = open_stream(source, **keys)
+    out = claim_output_folder(
+        output_dir, command="watch", overwrite=overwrite, inputs=[source, options.model]
+    )
+    device = resolve_device(options.accelerator)
+    module = module.to(device).eval()
+    size = int(module.hparams.size)
+    probe = module.net.forward_model.probe.detach()
+    per_scan = module.hparams.get("input_normalisation", "frozen") == "per_scan"
+    scale = None if per_scan else float(module.input_scale)
+    state = _WatchState(
+        options=options,
+        mosaic=LiveMosaic(probe_weight(probe), device),
+        probe=probe.cpu().numpy(),
+        lock=threading.Lock(),
+        window=collections.deque(),
+    )
+    refiner = _Refiner(state) if options.refine else None
+    if refiner is not None:
+        refiner.start()
+    latencies: list[np.ndarray] = []
+    started = time.time()
+    last_arrival = last_write = started
+    reconstructed, max_backlog, stalled = 0, 0, False
+
+    def status() -> dict:
+        lat = np.concatenate(latencies) if latencies else np.zeros(0)
+        elapsed = max(time.time() - started, 1e-9)
+        return {
+            "frames_received": state.received,
+            "frames_reconstructed": reconstructed,
+            "frames_per_second": reconstructed / elapsed,
+            "latency_median_s": float(np.median(lat)) if lat.size else None,
+            "latency_p99_s": float(np.percentile(lat, 99)) if lat.size else None,
+            "backlog": stream.backlog(),
+            "max_backlog": max_backlog,
+            "refinement_rounds": refiner.rounds if refiner else 0,
+            "refined_pixels": int((state.mosaic.refined_weight > 0).sum()),
+            "elapsed_s": elapsed,
+            "stalled": stalled,
+        }
+
+    def write(final: bool = False) -> dict:
+        with state.lock:
+            obj, coverage = state.mosaic.picture()
+            origin = state.mosaic.origin.copy()
+        now = status()
+        if obj.size:
+            _png(
+                out / "phase.png",
+                np.angle(obj),
+                coverage,
+                "twilight" if np.ptp(np.angle(obj[coverage])) > 5.5 else "viridis",
+            )
+            _png(out / "amplitude.png", np.abs(obj), coverage, "gray")
+            with atomic_path(out / "reconstruction.npz") as tmp, open(tmp, "wb") as handle:
+                np.savez(
+                    handle,
+                    object=obj.astype(np.complex64),
+                    coverage=coverage,
+                    origin=origin,
+                    amplitude=np.abs(obj).astype(np.float32),
+                    phase=np.angle(obj).astype(np.float32),
+                )
+        write_json(out / "live.json", now)
+        with atomic_path(out / "live.html") as tmp:
+            tmp.write_text(_live_html(now, options.update_seconds if not final else 3600))
+        latency = (
+            "-"
+            if now["latency_median_s"] is None
+            else f"{now['latency_median_s']:.3f} s (p99 {now['latency_p99_s']:.3f} s)"
+        )
+        log(
+            f"watch: {now['elapsed_s']:.1f} s, frames received {now['frames_received']}, reconstructed "
+            f"{now['frames_reconstructed']}, {now['frames_per_second']:.1f} frames/s, latency {latency}, "
+            f"backlog {now['backlog']}"
+        )
+        return now
+
+    try:
+        with torch.no_grad():  # not inference_mode: the refiner's thread updates the mosaic too
+            while True:
+                block = stream.poll(
+                    options.max_block
+                    if options.frames is None
+                    else min(options.max_block, options.frames - state.received)
+                )
+                now = time.time()
+                if block is not None and len(block):
+                    last_arrival = now
+                    if block.counts.shape[-1] != size:
+                        raise ValueError(
+                            f"{source}: frames of {block.counts.shape[-1]} pixels; the network takes {size}"
+                        )
+                    if scale is None:  # per-scan normalisation from the first frames
+                        scale = float(
+                            np.sqrt((size / 2) ** 2 / max(block.counts.sum(axis=(1, 2)).mean(), 1e-12))
+                        )
+                    x = torch.from_numpy(block.counts).to(device).clamp_min(0).sqrt().mul(scale)[:, None]
+                    offsets = torch.zeros(len(block), 1, 2, dtype=torch.float32, device=device)
+                    patches = module.net.predict_patches(x, offsets)[:, 0]
+                    with state.lock:
+                        state.mosaic.add(patches, block.positions)
+                        state.received += len(block)
+                        if refiner is not None:
+                            state.window.append(block)
+                            while (
+                                sum(len(b) for b in state.window) - len(state.window[0])
+                                >= options.refine_window
+                            ):
+                                state.window.popleft()
+                    reconstructed += len(block)
+                    latencies.append(time.time() - block.written_at)
+                    max_backlog = max(max_backlog, stream.backlog())
+                else:
+                    time.sleep(options.poll_seconds)
+                if time.time() - last_write >= options.update_seconds:
+                    write()
+                    last_write = time.time()
+                if stream.complete() or (options.frames is not None and state.received >= options.frames):
+                    break
+                if time.time() - last_arrival > options.idle_timeout_s:
+                    stalled = True
+                    log(
+                        f"watch: no new frame for {options.idle_timeout_s:g} s: the writer stalled; keeping "
+                        f"the {state.received} frame(s) received"
+                    )
+                    break
+    finally:
+        if refiner is not None:
+            refiner.stop.set()
+            refiner.join(timeout=options.refine_seconds + 30)
+    summary = write(final=True)
+    if refiner is not None and refiner.error:
+        log(f"watch: background refinement stopped: {refiner.error}")
+    files = {
+        name: out / name
+        for name in ("phase.png", "amplitude.png", "reconstruction.npz", "live.html", "live.json")
+    }
+    final = None
+    if state.received and options.final_seconds > 0:
+        scan = stream.received_scan(state.probe)
+        write_npz(scan, out / "scan.npz")
+        files["scan.npz"] = out / "scan.npz"
+        config = RefinementConfig(epochs=100000, time_budget_s=options.final_seconds)
+        final = reconstruct(
+            out / "scan.npz",
+            out / "final",
+            model=options.model,
+            refinement=config,
+            accelerator=options.accelerator,
+            progress=False,
+            log=log,
+        )
+        files.update({f"final/{k}": v for k, v in final.files.items()})
+    stream.close()
+    return WatchResult(output_dir=out, summary=summary, files=files, final=final)
