@@ -12,6 +12,10 @@ the scan is complete, after ``frames`` frames, or after ``idle_timeout_s`` witho
 (a stalled writer: reported, and what arrived is kept); then a final ``reconstruct`` of the
 received scan writes the usual outputs and report into ``OUTPUT_DIR/final``.
 
+The live ``reconstruction.npz`` holds ``object``, ``amplitude``, ``phase``, ``coverage`` and
+``weight_sum`` on the live canvas, whose pixel ``(0, 0)`` is the scan's object pixel ``origin``
+(``(y, x)``, stored beside them): a position ``p`` of the scan sits at ``p - origin``.
+
 Memory stays bounded in the scan's length: frames are read block by block and dropped once
 stitched; only the mosaic (and, with ``refine``, the last ``refine_window`` frames) is kept.
 """
@@ -170,6 +174,10 @@ class LiveMosaic:
         self.refined_weight[region] = torch.where(
             lit, torch.ones_like(self.refined_weight[region]), self.refined_weight[region]
         )
+
+    def weight_sum(self) -> np.ndarray:
+        """The stitching denominator on the canvas (how well each pixel was seen)."""
+        return self.denominator.cpu().numpy()
 
     def picture(self, threshold: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
         """The current object (refined where refined, else the network's) and its coverage."""
@@ -349,6 +357,7 @@ def watch(
         with state.lock:
             obj, coverage = state.mosaic.picture()
             origin = state.mosaic.origin.copy()
+            weight_sum = state.mosaic.weight_sum()
         now = status()
         if obj.size:
             _png(
@@ -362,10 +371,11 @@ def watch(
                 np.savez(
                     handle,
                     object=obj.astype(np.complex64),
-                    coverage=coverage,
-                    origin=origin,
                     amplitude=np.abs(obj).astype(np.float32),
                     phase=np.angle(obj).astype(np.float32),
+                    coverage=coverage,
+                    weight_sum=weight_sum.astype(np.float32),
+                    origin=origin,
                 )
         write_json(out / "live.json", now)
         with atomic_path(out / "live.html") as tmp:
