@@ -84,8 +84,10 @@ def streamed(size: int, positions: int, rate: float, bundle: Path, folder: Path,
     """``simulate --stream-to`` in its own process at ``rate``, ``watch`` following it."""
     path = folder / f"stream-{tag}.cxi"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    args = [sys.executable, "-m", "ptychopinn", "simulate", "--stream-to", str(path), "--rate", str(rate),
-            "-N", str(size), "--n-positions", str(positions), "--step", str(size / 8), "--seed", "0"]  # fmt: skip
+    args = [
+        sys.executable, "-m", "ptychopinn", "simulate", "--stream-to", str(path), "--rate", str(rate),
+        "-N", str(size), "--n-positions", str(positions), "--step", str(size / 8), "--seed", "0",
+    ]  # fmt: skip
     writer = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while not path.exists() and time.time() < deadline:
@@ -149,8 +151,9 @@ def main() -> int:
             for refine in (False, True):
                 tag = f"n{size}-{'refine' if refine else 'network'}"
                 burst = run_watch(source, bundle, folder / f"burst-{tag}", refine=refine, max_block=256)
+                final = args.final_seconds if (size == 64 and refine) else 0.0
                 rate = streamed(size, stream_positions, args.rate, bundle, folder, tag, refine=refine,
-                                final_seconds=args.final_seconds if (size == 64 and refine) else 0.0)  # fmt: skip
+                                final_seconds=final)  # fmt: skip
                 row = {
                     "N": size,
                     "refine": refine,
@@ -171,7 +174,8 @@ def main() -> int:
                     row["quality"] = live_vs_final(Path(rate["output_dir"]), truth)
                 report["rows"].append(row)
                 print(
-                    f"N={size:4d} refine={str(refine):5s}  sustained {row['sustained_frames_per_s']:8.1f} frames/s | "
+                    f"N={size:4d} refine={str(refine):5s}  sustained "
+                    f"{row['sustained_frames_per_s']:8.1f} frames/s | "
                     f"at {args.rate:g} Hz: latency median {row['latency_median_s']:.3f} s, p99 "
                     f"{row['latency_p99_s']:.3f} s, max backlog {row['max_backlog']}"
                     + (f" | quality {row['quality']}" if "quality" in row else ""),

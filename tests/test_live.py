@@ -115,6 +115,9 @@ def test_a_folder_source_takes_frames_in_any_order_and_waits_for_partial_files(s
     assert not source.complete()
     (folder / END_MARKER).touch()
     assert source.complete() and source.received_scan(small_scan.probe).n_patterns == 7
+    counts, positions = source.read_range(0, 7)  # revisiting frames reads their files again, in order
+    np.testing.assert_array_equal(positions, np.concatenate([block.positions, small_scan.positions[1:2]]))
+    np.testing.assert_array_equal(counts[:6], block.counts)
 
 
 def test_the_mosaic_grows_in_every_direction_and_matches_stitching_at_once(small_scan):

@@ -133,7 +133,7 @@ def add_watch(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=d.max_block,
         metavar="FRAMES",
-        help=f"most frames per network pass (default {d.max_block})",
+        help="most frames per network pass (default: by device and N; 128 at N = 64 on a CPU)",
     )
     watch.add_argument(
         "--final-seconds",

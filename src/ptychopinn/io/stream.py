@@ -257,6 +257,12 @@ class HDF5StreamSource:
                 written = np.asarray(self._times[start:stop], dtype=np.float64)
         return FrameBlock(counts, positions, written)
 
+    def read_range(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Counts and positions of frames ``start:stop`` already read once (for revisiting)."""
+        stop = min(stop, self.consumed)
+        counts = np.asarray(self._data[start:stop], dtype=np.float32)
+        return counts, np.asarray(self._positions[start:stop], dtype=np.float64)
+
     def complete(self) -> bool:
         """True when the writer marked the scan complete (and every frame has been read)."""
         if self._complete is None:
@@ -301,6 +307,7 @@ class FolderSource:
         self.pattern_size: int | None = None
         self.consumed = 0
         self._done: set[str] = set()
+        self._order: list[tuple[str, int]] = []  # files read, in order, with their frame counts
         self._waiting: dict[str, int] = {}  # files that could not be read yet, with their tries
 
     def _pending(self) -> list[Path]:
@@ -350,6 +357,7 @@ class FolderSource:
                     source=str(path),
                 )
             self._done.add(path.name)
+            self._order.append((path.name, len(counts)))
             self._waiting.pop(path.name, None)
             blocks.append((counts, positions, np.full(len(counts), seen) if written is None else written))
             total += len(counts)
@@ -357,6 +365,22 @@ class FolderSource:
             return None
         self.consumed += total
         return FrameBlock(*(np.concatenate(parts) for parts in zip(*blocks, strict=True)))
+
+    def read_range(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Counts and positions of frames ``start:stop`` (in reading order), read again from their files."""
+        counts, positions, first = [], [], 0
+        for name, count in list(self._order):
+            if first + count > start and first < stop:
+                c, p, _ = self._load(self.folder / name)
+                lo, hi = max(start - first, 0), min(stop - first, count)
+                counts.append(c[lo:hi])
+                positions.append(p[lo:hi])
+            first += count
+            if first >= stop:
+                break
+        if not counts:
+            return np.zeros((0, 0, 0), np.float32), np.zeros((0, 2))
+        return np.concatenate(counts), np.concatenate(positions)
 
     def complete(self) -> bool:
         """True once ``END`` exists and every frame file has been read."""
@@ -369,7 +393,7 @@ class FolderSource:
 
     def received_scan(self, probe: np.ndarray) -> Scan:
         """Every frame read so far as a :class:`Scan` (``probe.npy`` of the folder if present)."""
-        parts = [self._load(self.folder / name) for name in sorted(self._done)]
+        parts = [self._load(self.folder / name) for name, _ in self._order]
         own = self.probe()
         return Scan(
             diffraction=np.concatenate([p[0] for p in parts]),

@@ -22,7 +22,6 @@ stitched; only the mosaic (and, with ``refine``, the last ``refine_window`` fram
 
 from __future__ import annotations
 
-import collections
 import html
 import math
 import threading
@@ -40,6 +39,7 @@ from ..physics import probe_weight
 from ..physics.translation import scatter_patches
 from ..refine import RefinementConfig, refine_object
 from .bundles import load_model_bundle, resolve_device
+from .inference import AUTO_PATTERNS
 from .results import WatchResult
 from .run_folder import claim_output_folder
 
@@ -66,8 +66,9 @@ class WatchOptions:
         End after this many frames.
     idle_timeout_s : float
         End when no frame has arrived for this long (a stalled writer, reported).
-    max_block : int
+    max_block : int or None
         Most frames per network pass (a backlog is worked off in blocks, never dropped).
+        Default: by device and N (:func:`live_block_size`).
     final_seconds : float
         Refinement budget of the final ``reconstruct`` (0: none, the live result only).
     accelerator : str
@@ -83,7 +84,7 @@ class WatchOptions:
     refine_seconds: float = 3.0
     frames: int | None = None
     idle_timeout_s: float = 30.0
-    max_block: int = 256
+    max_block: int | None = None
     final_seconds: float = 30.0
     accelerator: str = "auto"
     poll_seconds: float = 0.01
@@ -96,10 +97,22 @@ class WatchOptions:
         if not (isinstance(self.final_seconds, (int, float)) and 0 <= self.final_seconds < 1e9):
             raise ValueError(f"watch.final_seconds = {self.final_seconds!r}: must be a number >= 0")
         for name in ("refine_window", "max_block"):
+            if name == "max_block" and self.max_block is None:
+                continue
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"watch.{name} = {getattr(self, name)!r}: must be an integer >= 1")
         if self.frames is not None and (not isinstance(self.frames, int) or self.frames < 1):
             raise ValueError(f"watch.frames = {self.frames!r}: must be an integer >= 1")
+
+
+def live_block_size(device: torch.device, size: int) -> int:
+    """Frames per network pass: the inference batch for the device, in N = 128 patterns.
+
+    On a CPU small batches stay in cache (at N = 128, 32 patterns per pass were 4.8x faster
+    than 1024, docs/benchmarks.md); a smaller N takes proportionally more frames.
+    """
+    patterns = AUTO_PATTERNS.get(device.type, 256)
+    return int(min(4096, max(1, patterns * max(1, (128 // size) ** 2))))
 
 
 class LiveMosaic:
@@ -189,7 +202,12 @@ class LiveMosaic:
 
 
 class _Refiner(threading.Thread):
-    """Background refinement of the most recent frames' region, warm-started from the picture."""
+    """Background refinement through the physics, warm-started from the current picture.
+
+    Rounds alternate between the newest ``refine_window`` frames (where the scan is now) and a
+    sweep over the older ones, so that by the end every region has been revisited. Frames are
+    read again from the source for each round: the refiner holds one window, not the scan.
+    """
 
     def __init__(self, watch_state: _WatchState):
         super().__init__(daemon=True, name="ptychopinn-watch-refine")
@@ -198,35 +216,41 @@ class _Refiner(threading.Thread):
         self.rounds = 0
         self.error: str | None = None
 
+    def _next_range(self, received: int, sweep: int, newest: bool) -> tuple[int, int, int]:
+        window = self.state.options.refine_window
+        if newest or received <= window:
+            return max(0, received - window), received, sweep
+        if sweep >= received - window:
+            sweep = 0
+        return sweep, min(sweep + window, received), min(sweep + window, received)
+
     def run(self) -> None:
         state = self.state
-        seen = -1
+        sweep, newest = 0, True
         while not self.stop.is_set():
             with state.lock:
-                window = list(state.window)
-                frames = state.received
-            if frames == seen or not window:
-                self.stop.wait(0.2)
+                received = state.received
+            if received == 0:
+                self.stop.wait(0.1)
                 continue
-            seen = frames
-            counts = np.concatenate([b.counts for b in window])
-            positions = np.concatenate([b.positions for b in window])
-            with state.lock:
-                obj, coverage = state.mosaic.picture()
-                origin = state.mosaic.origin.copy()
-            # the region of the window on the current canvas, with the picture as the start
-            local = positions - origin
-            start = np.where(coverage, obj, 1).astype(np.complex64)
-            config = RefinementConfig(
-                epochs=1000, time_budget_s=state.options.refine_seconds, calibrate_probe=False
-            )
+            start, stop, sweep = self._next_range(received, sweep, newest)
+            newest = not newest
             try:
-                result = refine_object(counts, local, state.probe, start, config=config, remove_ramp=False)
+                counts, positions = state.read_range(start, stop)
+                with state.lock:
+                    obj, coverage = state.mosaic.picture()
+                    origin = state.mosaic.origin.copy()
+                # the frames' region on the current canvas, the picture as the start; the probe
+                # calibrated to these counts (a network's probe may be in any scale)
+                begin = np.where(coverage, obj, 1).astype(np.complex64)
+                config = RefinementConfig(epochs=1000, time_budget_s=state.options.refine_seconds)
+                result = refine_object(counts, positions - origin, state.probe, begin, config=config,
+                                       remove_ramp=False)  # fmt: skip
+                with state.lock, torch.no_grad():
+                    state.mosaic.hand_over(result.object, result.illumination, origin)
             except Exception as exc:  # noqa: BLE001 - reported at the end; the network's picture stays
                 self.error = f"{type(exc).__name__}: {exc}"
                 return
-            with state.lock, torch.no_grad():
-                state.mosaic.hand_over(result.object, result.illumination, origin)
             self.rounds += 1
 
 
@@ -236,7 +260,7 @@ class _WatchState:
     mosaic: LiveMosaic
     probe: np.ndarray
     lock: threading.Lock
-    window: collections.deque
+    read_range: Callable[[int, int], tuple[np.ndarray, np.ndarray]]
     received: int = 0
 
 
@@ -326,8 +350,9 @@ def watch(
         mosaic=LiveMosaic(probe_weight(probe), device),
         probe=probe.cpu().numpy(),
         lock=threading.Lock(),
-        window=collections.deque(),
+        read_range=stream.read_range,
     )
+    block_size = options.max_block or live_block_size(device, size)
     refiner = _Refiner(state) if options.refine else None
     if refiner is not None:
         refiner.start()
@@ -395,11 +420,8 @@ def watch(
     try:
         with torch.no_grad():  # not inference_mode: the refiner's thread updates the mosaic too
             while True:
-                block = stream.poll(
-                    options.max_block
-                    if options.frames is None
-                    else min(options.max_block, options.frames - state.received)
-                )
+                left = options.frames - state.received if options.frames is not None else block_size
+                block = stream.poll(min(block_size, left))
                 now = time.time()
                 if block is not None and len(block):
                     last_arrival = now
@@ -417,13 +439,6 @@ def watch(
                     with state.lock:
                         state.mosaic.add(patches, block.positions)
                         state.received += len(block)
-                        if refiner is not None:
-                            state.window.append(block)
-                            while (
-                                sum(len(b) for b in state.window) - len(state.window[0])
-                                >= options.refine_window
-                            ):
-                                state.window.popleft()
                     reconstructed += len(block)
                     latencies.append(time.time() - block.written_at)
                     max_backlog = max(max_backlog, stream.backlog())
