@@ -134,6 +134,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="the detector rate of part 2 (Hz)")
     parser.add_argument("--final-seconds", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128], choices=[64, 128])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     report: dict = {"machine": machine(), "threads": args.threads, "rate_hz": args.rate, "rows": []}
@@ -142,6 +143,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for size, positions, stream_positions in ((64, 2048, 2000), (128, 1024, 1000)):
+            if size not in args.sizes:
+                continue
             if size == 64:
                 bundle = PRETRAINED
             else:

@@ -207,7 +207,8 @@ def test_a_backlog_is_worked_off_in_blocks_with_bounded_memory(small_scan, bundl
 
 def test_watch_refines_in_the_background(small_scan, bundle, tmp_path):
     path = tmp_path / "live.cxi"
-    writer = threading.Thread(target=_write_stream, args=(small_scan, path), kwargs={"rate_hz": 40, "block": 2})
+    pace = {"rate_hz": 40, "block": 2}
+    writer = threading.Thread(target=_write_stream, args=(small_scan, path), kwargs=pace)
     writer.start()
     while not path.exists():
         time.sleep(0.01)
@@ -241,3 +242,19 @@ def test_simulate_streams_and_watch_follows_from_the_command_line(bundle, tmp_pa
     assert (tmp_path / "out" / "phase.png").is_file()
     with h5py.File(path, "r") as handle:
         assert handle["entry_1/ptychopinn/complete"][0] == 1
+
+
+def test_watch_finds_the_shipped_network_for_the_probe_or_says_what_to_give(small_scan, tmp_path):
+    from ptychopinn.simulate import SimulationConfig, simulate_scan
+
+    focused = simulate_scan(SimulationConfig(pattern_size=64, n_positions=16, seed=1), progress=False)
+    path = tmp_path / "focused.cxi"
+    _write_stream(focused, path)
+    options = WatchOptions(update_seconds=10, final_seconds=0, accelerator="cpu")
+    result = watch(path, tmp_path / "out", options)  # the simulator's probe: the shipped network
+    assert result.summary["frames_reconstructed"] == 16
+    other = tmp_path / "other.cxi"
+    _write_stream(small_scan, other)  # N = 32: no shipped network
+    with pytest.raises(ValueError, match="no shipped pretrained network matches .*; give --model"):
+        watch(other, tmp_path / "out2", options)
+    assert not (tmp_path / "out2").exists()  # refused before claiming the folder

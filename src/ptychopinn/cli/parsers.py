@@ -97,9 +97,13 @@ def add_watch(sub: argparse._SubParsersAction) -> None:
         "frame; then a final reconstruct of the received scan writes the usual outputs into "
         "OUTPUT_DIR/final.",
     )
-    d = WatchOptions(model="")
+    d = WatchOptions()
     watch.add_argument("source", metavar="SOURCE", help="a growing HDF5/CXI file or a folder of frame files")
-    watch.add_argument("--model", required=True, help="network bundle (gridsize 1) predicting each frame")
+    watch.add_argument(
+        "--model",
+        help="network bundle (gridsize 1) predicting each frame (default: the shipped pretrained "
+        "network, when it matches the source's probe)",
+    )
     watch.add_argument("--output-dir", required=True, help="folder for the live and final outputs")
     watch.add_argument(
         "--update-seconds",

@@ -40,6 +40,7 @@ from ..physics.translation import scatter_patches
 from ..refine import RefinementConfig, refine_object
 from .bundles import load_model_bundle, resolve_device
 from .inference import AUTO_PATTERNS
+from .pretrained import matching_bundle
 from .results import WatchResult
 from .run_folder import claim_output_folder
 
@@ -52,8 +53,9 @@ class WatchOptions:
 
     Attributes
     ----------
-    model : str
-        The network bundle (gridsize 1) that predicts each frame.
+    model : str or None
+        The network bundle (gridsize 1) that predicts each frame; None: the shipped pretrained
+        network made for the source's probe.
     update_seconds : float
         Interval between written pictures and status lines (s).
     refine : bool
@@ -77,7 +79,7 @@ class WatchOptions:
         Wait between looks at the source when nothing has arrived.
     """
 
-    model: str
+    model: str | None = None
     update_seconds: float = 2.0
     refine: bool = False
     refine_window: int = 512
@@ -243,7 +245,11 @@ class _Refiner(threading.Thread):
                 # the frames' region on the current canvas, the picture as the start; the probe
                 # calibrated to these counts (a network's probe may be in any scale)
                 begin = np.where(coverage, obj, 1).astype(np.complex64)
-                config = RefinementConfig(epochs=1000, time_budget_s=state.options.refine_seconds)
+                # preconditioned: minibatch PIE/LSQML-class updates move the object from the first
+                # minibatch, where L-BFGS spends a short round on its first line searches
+                config = RefinementConfig(
+                    optimizer="preconditioned", epochs=1000, time_budget_s=state.options.refine_seconds
+                )
                 result = refine_object(counts, positions - origin, state.probe, begin, config=config,
                                        remove_ramp=False)  # fmt: skip
                 with state.lock, torch.no_grad():
@@ -291,6 +297,21 @@ def _live_html(status: dict, refresh_s: float) -> str:
     )
 
 
+def _network_for(model: str | None, probe: np.ndarray | None) -> str:
+    """The bundle to use: the one given, else a shipped pretrained network made for the probe."""
+    if model:
+        return str(model)
+    if probe is None:
+        raise ValueError("give --model: the source holds no probe to find a shipped network for")
+    match = matching_bundle(probe, gridsize=1)
+    if match is None:
+        raise ValueError(
+            "no shipped pretrained network matches the scan's probe; give --model BUNDLE "
+            "(from train or pretrain)"
+        )
+    return str(match)
+
+
 def watch(
     source: str | Path,
     output_dir: str | Path,
@@ -326,19 +347,22 @@ def watch(
     """
     from .reconstruction import reconstruct
 
-    loaded = load_model_bundle(options.model)
-    module = loaded.module
-    if loaded.gridsize != 1:
-        raise ValueError(
-            f"{options.model}: watch needs a gridsize-1 network; this one has gridsize {loaded.gridsize}"
-        )
-    if int(loaded.manifest.get("config", {}).get("data", {}).get("detector_bin", 1)) != 1:
-        raise ValueError(f"{options.model}: watch takes networks trained on unbinned patterns")
     keys = {k: v for k, v in (("data_key", data_key), ("positions_key", positions_key)) if v}
     stream = open_stream(source, **keys)
-    out = claim_output_folder(
-        output_dir, command="watch", overwrite=overwrite, inputs=[source, options.model]
-    )
+    try:
+        model = _network_for(options.model, stream.probe())
+        loaded = load_model_bundle(model)
+        if loaded.gridsize != 1:
+            raise ValueError(
+                f"{model}: watch needs a gridsize-1 network; this one has gridsize {loaded.gridsize}"
+            )
+        if int(loaded.manifest.get("config", {}).get("data", {}).get("detector_bin", 1)) != 1:
+            raise ValueError(f"{model}: watch takes networks trained on unbinned patterns")
+        out = claim_output_folder(output_dir, command="watch", overwrite=overwrite, inputs=[source, model])
+    except BaseException:
+        stream.close()
+        raise
+    module = loaded.module
     device = resolve_device(options.accelerator)
     module = module.to(device).eval()
     size = int(module.hparams.size)
@@ -476,7 +500,7 @@ def watch(
         final = reconstruct(
             out / "scan.npz",
             out / "final",
-            model=options.model,
+            model=model,
             refinement=config,
             accelerator=options.accelerator,
             progress=False,
