@@ -15,7 +15,12 @@ Run by ``benchmarks/gpu_check.sh``.
    arrays, as a detector reader hands them over), each block copied to the device, predicted,
    stitched into a running mosaic and synchronised: frames/s and per-block latency (median and
    99th percentile) at N = 64 and 128, fp32 and bf16: what a live reconstruction can sustain.
-4. Refinement: seconds per epoch on a 576-pattern N = 64 scan made here through the forward
+4. Watch engine: a writer process streams frames into a growing CXI file
+   (:class:`~ptychopinn.io.stream.StreamWriter`, blocks of 8 frames at a detector's rate) while
+   this process follows it as ``ptychopinn watch`` does (the same source, network pass and
+   growing stitcher, :class:`~ptychopinn.physics.GrowingStitcher`): frames/s kept up with,
+   latency from frame written to mosaic updated (median, 99th percentile), largest backlog.
+5. Refinement: seconds per epoch on a 576-pattern N = 64 scan made here through the forward
    model (preconditioned and L-BFGS), and on the real Velociprobe scan (N = 128, 516 patterns,
    blind, 3 probe modes) when its file is given with ``--real``.
 
@@ -264,6 +269,100 @@ def bench_live(
     return rows
 
 
+_WRITER = """
+import sys, time
+import numpy as np
+from ptychopinn.io import ScanMetadata
+from ptychopinn.io.stream import StreamWriter
+path, rate = sys.argv[1], float(sys.argv[4])
+size, frames, block = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[5])
+rng = np.random.default_rng(0)
+c = np.arange(size) - size / 2
+probe = np.exp(-(c[:, None] ** 2 + c[None, :] ** 2) / (size / 6) ** 2).astype(np.complex64)
+meta = ScanMetadata(energy_ev=8800.0, detector_distance_m=2.0, detector_pixel_size_m=75e-6)
+side = int(np.ceil(np.sqrt(frames)))
+grid = np.stack(np.meshgrid(np.arange(side), np.arange(side), indexing="ij"), -1).reshape(-1, 2)[:frames]
+positions = grid * size / 8.0 + size / 2
+pool = rng.poisson(50.0, (256, size, size)).astype(np.float32)
+with StreamWriter(path, probe=probe, metadata=meta) as writer:
+    started = time.perf_counter()
+    for start in range(0, frames, block):
+        delay = started + start / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        stop = min(start + block, frames)
+        writer.append(pool[np.arange(start, stop) % 256], positions[start:stop])
+"""
+
+
+def bench_watch(device: torch.device, size: int, frames: int, rates, block: int = 8) -> list[dict]:
+    """Follow a growing file written by another process at each rate, as ``watch`` does."""
+    import os
+    import subprocess
+    import tempfile
+
+    from ptychopinn.config import ModelConfig
+    from ptychopinn.io.stream import HDF5StreamSource
+    from ptychopinn.models import build_generator
+    from ptychopinn.physics import GrowingStitcher
+
+    generator = build_generator(ModelConfig(generator="fno"), channels=1, size=size).to(device).eval()
+    c = torch.arange(size, device=device) - size / 2
+    weight = torch.exp(-(c[:, None] ** 2 + c[None, :] ** 2) / (size / 6) ** 2)
+    rows = []
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", "src")}
+    for rate in rates:
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "live.cxi")
+            writer = subprocess.Popen(
+                [sys.executable, "-c", _WRITER, path, str(size), str(frames), str(rate), str(block)],
+                env=env, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            deadline, source = time.time() + 60, None
+            while source is None and time.time() < deadline:  # open as soon as it is followable
+                try:
+                    source = HDF5StreamSource(path)
+                except Exception:  # noqa: BLE001 - not created yet, or not yet in SWMR mode
+                    time.sleep(0.005)
+            stitcher = GrowingStitcher(weight, device)
+            latencies, done, backlog, first, last = [], 0, 0, None, time.time()
+            with torch.no_grad():
+                while done < frames and time.time() - last < 10:
+                    got = source.poll(4096)
+                    if got is None:
+                        time.sleep(0.0005)
+                        continue
+                    now = time.time()
+                    first = now if first is None else first
+                    x = torch.from_numpy(got.counts).to(device).sqrt()[:, None]
+                    x = x * (size / 2) / x.square().sum(dim=(-1, -2)).mean().sqrt().clamp_min(1e-12)
+                    stitcher.add(generator(x)[:, 0], got.positions)
+                    synchronize(device)
+                    last = time.time()
+                    latencies.append(last - got.written_at)
+                    done += len(got)
+                    backlog = max(backlog, source.backlog())
+            writer.wait(timeout=120)
+            source.close()
+            latency = np.concatenate(latencies) if latencies else np.zeros(1)
+            row = {
+                "size": size, "rate_hz": rate, "frames": done, "block": block,
+                "frames_per_s": done / max(last - (first or last), 1e-9),
+                "latency_median_ms": 1e3 * float(np.median(latency)),
+                "latency_p99_ms": 1e3 * float(np.percentile(latency, 99)),
+                "max_backlog": backlog,
+                "writer_error": writer.stderr.read().decode()[-300:] if writer.returncode else None,
+            }  # fmt: skip
+            rows.append(row)
+            print(
+                f"watch engine N={size} at {rate:g} Hz: {row['frames_per_s']:,.0f} frames/s over {done} "
+                f"frames, latency {row['latency_median_ms']:.1f} ms (p99 {row['latency_p99_ms']:.1f}), "
+                f"max backlog {backlog}",
+                flush=True,
+            )
+    return rows
+
+
 def bench_training(device: torch.device, sizes, batch: int, steps: int) -> list[dict]:
     from ptychopinn.config import ModelConfig
     from ptychopinn.models import ForwardModel, PtychoPINN, build_generator
@@ -313,7 +412,7 @@ def main() -> int:
     parser.add_argument("--real", help="the real scan's .npz.bz2 file")
     parser.add_argument("--real-output", help="prefix of the refined real-scan objects")
     parser.add_argument("--patterns", type=int, default=16384)
-    parser.add_argument("--only", nargs="*", default=["live", "inference", "training", "refinement"])
+    parser.add_argument("--only", nargs="*", default=["watch", "live", "inference", "training", "refinement"])
     parser.add_argument("--output", required=True)
     parser.add_argument(
         "--dry-run",
@@ -333,6 +432,7 @@ def main() -> int:
         "inference": lambda: bench_inference(device, (64, 128), (256, 1024, 4096), args.patterns),
         "training": lambda: bench_training(device, (64, 128), 16, 30),
         "live": lambda: bench_live(device, (64, 128), (1, 16, 64, 256, 1024), 8192),
+        "watch": lambda: bench_watch(device, 64, 20000, (2000, 5000)),
     }
     if args.dry_run:
         results["dry_run"] = True
@@ -341,6 +441,7 @@ def main() -> int:
             "inference": lambda: bench_inference(device, (16,), (8,), 16, modes=("fp32", "bf16")),
             "training": lambda: bench_training(device, (16,), 2, 2),
             "live": lambda: bench_live(device, (16,), (1, 4), 16, repeats=3),
+            "watch": lambda: bench_watch(device, 16, 64, (200,)),
         }
     for name in args.only:
         started = time.perf_counter()

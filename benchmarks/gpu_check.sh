@@ -21,7 +21,7 @@ if [ "${1:-}" = "--prepare" ]; then  # on the development machine: wheels and da
         packaging typing-extensions
     for version in 3.10 3.11 3.12 3.13; do
         pip download -q --no-deps --only-binary=:all: --python-version "$version" \
-            --platform manylinux2014_x86_64 -d .gpu-wheels pyyaml
+            --platform manylinux2014_x86_64 -d .gpu-wheels pyyaml h5py safetensors
     done
     cp "../shared/data/velociprobe-siemens-star/$STAR" .gpu-data/ 2>/dev/null || true
     du -sh .gpu-wheels .gpu-data
@@ -48,7 +48,7 @@ fi
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 # missing packages go to a folder of their own (never into the machine's python)
 SITE=$PWD/.gpu-site
-for module in lightning yaml tqdm; do
+for module in lightning yaml tqdm h5py safetensors; do
     if ! PYTHONPATH=$SITE "$PY" -c "import $module" 2>/dev/null; then
         if [ -d .gpu-wheels ]; then
             for wheel in .gpu-wheels/*.whl; do  # one by one: PyYAML's wheels for other pythons fail

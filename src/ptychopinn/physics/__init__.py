@@ -23,10 +23,11 @@ from .overlap import (
 from .probe import add_probe_modes, apply_probe_support, orthogonalize_modes
 from .projection import data_consistency_step, replace_modulus
 from .propagation import far_field, far_field_inverse, fresnel_propagate, fresnel_transfer_function
-from .stitching import PatchStitcher, StitchedObject, canvas_shape, stitch_patches
+from .stitching import GrowingStitcher, PatchStitcher, StitchedObject, canvas_shape, stitch_patches
 from .translation import extract_patches, scatter_patches, translate
 
 __all__ = [
+    "GrowingStitcher",
     "PatchStitcher",
     "add_probe_modes",
     "apply_probe_support",

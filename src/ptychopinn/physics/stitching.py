@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .translation import scatter_patches
@@ -122,3 +123,90 @@ def stitch_patches(
     stitcher = PatchStitcher(shape, weight.to(patches.device), dtype=patches.dtype)
     stitcher.add(patches, positions)
     return stitcher.result(threshold)
+
+
+class GrowingStitcher:
+    """A stitched object whose canvas grows as the scan reaches new ground (live reconstruction).
+
+    Positions stay in the scan's own frame (object pixels); the canvas holds them shifted by
+    ``origin``. The sums are those of :class:`PatchStitcher`; a region refined elsewhere can be laid
+    over the stitched object (:meth:`hand_over`).
+    """
+
+    def __init__(self, weight: torch.Tensor, device: torch.device, margin: int | None = None):
+        self.size = int(weight.shape[-1])
+        self.weight = weight.to(device, torch.float32)
+        self.device = device
+        self.margin = margin if margin is not None else 2 * self.size
+        self.origin = np.zeros(2, dtype=np.int64)
+        self.numerator = torch.zeros((0, 0), dtype=torch.complex64, device=device)
+        self.denominator = torch.zeros((0, 0), dtype=torch.float32, device=device)
+        self.refined = torch.zeros((0, 0), dtype=torch.complex64, device=device)
+        self.refined_weight = torch.zeros((0, 0), dtype=torch.float32, device=device)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.numerator.shape)  # type: ignore[return-value]
+
+    def _fit(self, positions: np.ndarray) -> None:
+        """Grow the canvas (by a margin beyond what is needed) until it holds patches at ``positions``."""
+        half = self.size // 2
+        need_low = np.floor(positions.min(axis=0)).astype(np.int64) - half - 1
+        need_high = np.ceil(positions.max(axis=0)).astype(np.int64) + half + 2
+        if not self.numerator.numel():
+            low, high = need_low - self.margin, need_high + self.margin
+        else:
+            have_low, have_high = self.origin, self.origin + np.asarray(self.shape)
+            if np.all(need_low >= have_low) and np.all(need_high <= have_high):
+                return
+            low = np.where(need_low < have_low, need_low - self.margin, have_low)
+            high = np.where(need_high > have_high, need_high + self.margin, have_high)
+        shape = tuple(int(v) for v in high - low)
+        offset = self.origin - low
+        grown = []
+        for old in (self.numerator, self.denominator, self.refined, self.refined_weight):
+            new = torch.zeros(shape, dtype=old.dtype, device=self.device)
+            if old.numel():
+                new[offset[0] : offset[0] + old.shape[0], offset[1] : offset[1] + old.shape[1]] = old
+            grown.append(new)
+        self.numerator, self.denominator, self.refined, self.refined_weight = grown
+        self.origin = low
+
+    def add(self, patches: torch.Tensor, positions: np.ndarray) -> None:
+        """Stitch patches ``(k, N, N)`` at ``(k, 2)`` scan positions."""
+        self._fit(positions)
+        where = torch.from_numpy(positions - self.origin).to(self.device)[None]
+        weights = self.weight.expand(patches.shape).contiguous()
+        self.numerator += scatter_patches(
+            (patches.to(torch.complex64) * self.weight)[None], where, self.shape
+        )[0]
+        self.denominator += scatter_patches(weights[None], where, self.shape)[0]
+
+    def hand_over(self, obj: np.ndarray, illumination: np.ndarray, origin: np.ndarray) -> None:
+        """Take a refined region (on a canvas placed at ``origin``) where it is well lit."""
+        peak = float(illumination.max()) if illumination.size else 0.0
+        if not peak > 0:
+            return
+        offset = origin - self.origin
+        h, w = obj.shape
+        if np.any(offset < 0) or offset[0] + h > self.shape[0] or offset[1] + w > self.shape[1]:
+            return  # the canvas moved in a way this region no longer fits: the next round will
+        lit = torch.from_numpy(illumination / peak > 0.1).to(self.device)
+        region = (slice(offset[0], offset[0] + h), slice(offset[1], offset[1] + w))
+        refined = torch.from_numpy(obj.astype(np.complex64)).to(self.device)
+        self.refined[region] = torch.where(lit, refined, self.refined[region])
+        self.refined_weight[region] = torch.where(
+            lit, torch.ones_like(self.refined_weight[region]), self.refined_weight[region]
+        )
+
+    def weight_sum(self) -> np.ndarray:
+        """The stitching denominator on the canvas (how well each pixel was seen)."""
+        return self.denominator.cpu().numpy()
+
+    def picture(self, threshold: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+        """The current object (refined where refined, else the network's) and its coverage."""
+        covered = self.denominator > threshold
+        safe = torch.where(covered, self.denominator, torch.ones_like(self.denominator))
+        obj = torch.where(covered, self.numerator / safe, torch.zeros_like(self.numerator))
+        obj = torch.where(self.refined_weight > 0, self.refined, obj)
+        return obj.cpu().numpy(), (covered | (self.refined_weight > 0)).cpu().numpy()
