@@ -309,6 +309,10 @@ def bench_watch(device: torch.device, size: int, frames: int, rates, block: int 
     generator = build_generator(ModelConfig(generator="fno"), channels=1, size=size).to(device).eval()
     c = torch.arange(size, device=device) - size / 2
     weight = torch.exp(-(c[:, None] ** 2 + c[None, :] ** 2) / (size / 6) ** 2)
+    with torch.no_grad():  # as watch does before its first frame: the device's kernels initialised
+        for frames_per_pass in (1, 4096):
+            generator(torch.zeros(frames_per_pass, 1, size, size, device=device))
+    synchronize(device)
     rows = []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.environ.get("PYTHONPATH", "src")}
     for rate in rates:

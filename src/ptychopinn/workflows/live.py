@@ -290,6 +290,11 @@ def watch(
         read_range=stream.read_range,
     )
     block_size = options.max_block or live_block_size(device, size)
+    with torch.no_grad():  # first passes initialise the device's kernels: before the first frame
+        for frames in sorted({1, block_size}):
+            module.net.predict_patches(
+                torch.zeros(frames, 1, size, size, device=device), torch.zeros(frames, 1, 2, device=device)
+            )
     refiner = _Refiner(state) if options.refine else None
     if refiner is not None:
         refiner.start()
