@@ -309,8 +309,11 @@ def bench_watch(device: torch.device, size: int, frames: int, rates, block: int 
     generator = build_generator(ModelConfig(generator="fno"), channels=1, size=size).to(device).eval()
     c = torch.arange(size, device=device) - size / 2
     weight = torch.exp(-(c[:, None] ** 2 + c[None, :] ** 2) / (size / 6) ** 2)
-    with torch.no_grad():  # as watch does before its first frame: the device's kernels initialised
-        for frames_per_pass in (1, 4096):
+    from ptychopinn.models.batching import bucket_sizes, padded
+
+    largest = 4096
+    with torch.no_grad():  # as watch does before its first frame: every batch shape prepared
+        for frames_per_pass in bucket_sizes(largest):
             generator(torch.zeros(frames_per_pass, 1, size, size, device=device))
     synchronize(device)
     rows = []
@@ -332,7 +335,7 @@ def bench_watch(device: torch.device, size: int, frames: int, rates, block: int 
             latencies, done, backlog, first, last = [], 0, 0, None, time.time()
             with torch.no_grad():
                 while done < frames and time.time() - last < 10:
-                    got = source.poll(4096)
+                    got = source.poll(largest)
                     if got is None:
                         time.sleep(0.0005)
                         continue
@@ -340,7 +343,7 @@ def bench_watch(device: torch.device, size: int, frames: int, rates, block: int 
                     first = now if first is None else first
                     x = torch.from_numpy(got.counts).to(device).sqrt()[:, None]
                     x = x * (size / 2) / x.square().sum(dim=(-1, -2)).mean().sqrt().clamp_min(1e-12)
-                    stitcher.add(generator(x)[:, 0], got.positions)
+                    stitcher.add(generator(padded(x, largest))[: len(got), 0], got.positions)
                     synchronize(device)
                     last = time.time()
                     latencies.append(last - got.written_at)

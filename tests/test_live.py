@@ -258,3 +258,14 @@ def test_watch_finds_the_shipped_network_for_the_probe_or_says_what_to_give(smal
     with pytest.raises(ValueError, match="no shipped pretrained network matches .*; give --model"):
         watch(other, tmp_path / "out2", options)
     assert not (tmp_path / "out2").exists()  # refused before claiming the folder
+
+
+def test_batches_are_padded_to_a_few_sizes():
+    from ptychopinn.models.batching import bucket_sizes, padded
+
+    assert bucket_sizes(128) == [1, 2, 4, 8, 16, 32, 64, 128]
+    x = torch.rand(37, 1, 8, 8)
+    out = padded(x, 128)
+    assert out.shape == (64, 1, 8, 8) and torch.equal(out[:37], x) and not out[37:].any()
+    assert padded(x[:32], 128) is not None and padded(x[:32], 128).shape[0] == 32
+    assert padded(torch.rand(100, 2), 100).shape[0] == 100  # the largest bucket is the block itself

@@ -35,6 +35,7 @@ import torch
 
 from ..io import atomic_path, write_json, write_npz
 from ..io.stream import open_stream
+from ..models.batching import bucket_sizes, padded
 from ..physics import GrowingStitcher, probe_weight
 from ..refine import RefinementConfig, refine_object
 from .bundles import load_model_bundle, resolve_device
@@ -290,8 +291,11 @@ def watch(
         read_range=stream.read_range,
     )
     block_size = options.max_block or live_block_size(device, size)
-    with torch.no_grad():  # first passes initialise the device's kernels: before the first frame
-        for frames in sorted({1, block_size}):
+    # on a GPU, batches are padded to a few sizes, each prepared before the first frame (a new
+    # shape costs its FFT plans and kernel choices when first met); a CPU takes any size
+    buckets = bucket_sizes(block_size) if device.type == "cuda" else [1, block_size]
+    with torch.no_grad():
+        for frames in buckets:
             module.net.predict_patches(
                 torch.zeros(frames, 1, size, size, device=device), torch.zeros(frames, 1, 2, device=device)
             )
@@ -376,8 +380,10 @@ def watch(
                             np.sqrt((size / 2) ** 2 / max(block.counts.sum(axis=(1, 2)).mean(), 1e-12))
                         )
                     x = torch.from_numpy(block.counts).to(device).clamp_min(0).sqrt().mul(scale)[:, None]
-                    offsets = torch.zeros(len(block), 1, 2, dtype=torch.float32, device=device)
-                    patches = module.net.predict_patches(x, offsets)[:, 0]
+                    if device.type == "cuda":
+                        x = padded(x, block_size)
+                    offsets = torch.zeros(len(x), 1, 2, dtype=torch.float32, device=device)
+                    patches = module.net.predict_patches(x, offsets)[: len(block), 0]
                     with state.lock:
                         state.mosaic.add(patches, block.positions)
                         state.received += len(block)
