@@ -32,6 +32,10 @@ def simulate_to_file(
     return read_scan(output)
 
 
+#: Scans up to this size are simulated whole before ``stream_to_file`` writes its first frame.
+STREAM_PRESIMULATE_BYTES = 512 * 1024**2
+
+
 def stream_to_file(
     config: SimulationConfig,
     path: str | os.PathLike,
@@ -56,7 +60,11 @@ def stream_to_file(
         raise ValueError(f"--rate {rate_hz!r}: must be a finite number of frames per second > 0")
     if block < 1:
         raise ValueError(f"--block {block!r}: must be >= 1")
-    scan = simulate_scan(config, progress=False, lazy=True)
+    # simulated before the first frame when it fits in memory, so that the writer, like a
+    # detector, only writes (simulating blocks on the way took bursts of CPU from a reader
+    # beside it); longer scans are simulated block by block as they are written
+    n_bytes = config.n_positions * config.pattern_size**2 * 4
+    scan = simulate_scan(config, progress=False, lazy=n_bytes > STREAM_PRESIMULATE_BYTES)
     started = time.perf_counter()
     with StreamWriter(path, probe=scan.probe, metadata=scan.metadata, obj=scan.object) as writer:
         for start, counts in scan.iter_batches(block):
