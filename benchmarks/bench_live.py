@@ -81,21 +81,25 @@ def run_watch(source: Path, bundle: Path, out: Path, **options) -> dict:
 
 
 def streamed(size: int, positions: int, rate: float, bundle: Path, folder: Path, tag: str, **options) -> dict:
-    """``simulate --stream-to`` in its own process at ``rate``, ``watch`` following it."""
+    """``watch`` started first (as at a beamline), then ``simulate --stream-to`` in its own process."""
     path = folder / f"stream-{tag}.cxi"
+    result: dict = {}
+
+    def follow() -> None:
+        result.update(run_watch(path, bundle, folder / f"out-{tag}", **options))
+
+    watcher = threading.Thread(target=follow)
+    watcher.start()
+    time.sleep(3.0)  # the network is loaded and prepared; watch waits for the file
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     args = [
         sys.executable, "-m", "ptychopinn", "simulate", "--stream-to", str(path), "--rate", str(rate),
         "-N", str(size), "--n-positions", str(positions), "--step", str(size / 8), "--seed", "0",
     ]  # fmt: skip
     writer = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not path.exists() and time.time() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.2)  # the writer switches the file to SWMR mode right after creating it
-    summary = run_watch(path, bundle, folder / f"out-{tag}", **options)
-    writer.wait(timeout=600)
-    return summary
+    writer.wait(timeout=900)
+    watcher.join()
+    return result
 
 
 def live_vs_final(out: Path, truth: np.ndarray) -> dict:

@@ -15,7 +15,7 @@ import torch
 from ptychopinn.cli.main import main
 from ptychopinn.config import RunConfig
 from ptychopinn.data import input_scale
-from ptychopinn.io import read_scan
+from ptychopinn.io import ScanFileError, read_scan
 from ptychopinn.io.stream import END_MARKER, FolderSource, HDF5StreamSource, StreamWriter
 from ptychopinn.models import build_module
 from ptychopinn.workflows import save_model_bundle
@@ -269,3 +269,23 @@ def test_batches_are_padded_to_a_few_sizes():
     assert out.shape == (64, 1, 8, 8) and torch.equal(out[:37], x) and not out[37:].any()
     assert padded(x[:32], 128) is not None and padded(x[:32], 128).shape[0] == 32
     assert padded(torch.rand(100, 2), 100).shape[0] == 100  # the largest bucket is the block itself
+
+
+def test_watch_started_before_the_scan_waits_for_its_file(small_scan, bundle, tmp_path):
+    path = tmp_path / "later.cxi"
+
+    def later() -> None:
+        time.sleep(0.5)
+        _write_stream(small_scan, path, rate_hz=500)
+
+    writer = threading.Thread(target=later)
+    writer.start()
+    lines = []
+    options = WatchOptions(model=str(bundle), update_seconds=1, final_seconds=0, accelerator="cpu")
+    result = watch(path, tmp_path / "out", options, log=lines.append)
+    writer.join()
+    assert result.summary["frames_reconstructed"] == small_scan.n_patterns
+    assert any("waiting for" in line for line in lines)
+    never = WatchOptions(model=str(bundle), idle_timeout_s=0.3, final_seconds=0, accelerator="cpu")
+    with pytest.raises(ScanFileError, match="did not appear within 0.3 s"):
+        watch(tmp_path / "never.cxi", tmp_path / "out2", never, log=lines.append)

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from ptychopinn.cli.main import main
 from ptychopinn.evaluation import compare_objects
@@ -315,3 +316,20 @@ def test_embedded_api_takes_metres_and_returns_the_object_in_the_same_frame():
     assert (result.object[~result.coverage] == 1).all()
     with pytest.raises(ValueError, match="one per pattern"):
         reconstruct_arrays(garbage, **{**kwargs, "x_m": x_m[:-1]})
+
+
+def test_reconstruct_train_first_takes_training_options_from_the_command_line(tmp_path, capsys):
+    from ptychopinn.cli.main import main
+
+    scan = simulate_scan(SMALL.replace(n_positions=36))
+    data = tmp_path / "scan.npz"
+    write_scan(scan, data)
+    config = tmp_path / "train.yaml"
+    config.write_text("model: {width: 4, depth: 1, modes: 4}\nexecution: {batch_size: 8}\n")
+    code = main(["reconstruct", str(data), "--output-dir", str(tmp_path / "rec"), "--train-first",
+                 "--train-time-budget", "2", "--train-config", str(config), "--train-learning-rate", "0.004",
+                 "--epochs", "2", "--accelerator", "cpu", "--no-progress"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    used = yaml.safe_load((tmp_path / "rec" / "training" / "config.yaml").read_text())
+    assert used["execution"]["learning_rate"] == 0.004 and used["execution"]["batch_size"] == 8
+    assert used["model"]["width"] == 4 and used["training"]["time_budget_s"] == 2.0

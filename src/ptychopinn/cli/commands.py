@@ -140,7 +140,9 @@ def _reconstruct(args: argparse.Namespace) -> int:
     result = reconstruct_file(
         args.data, args.output_dir, model=args.model, use_pretrained=not args.no_pretrained,
         train_first=args.train_first,
-        train_time_budget_s=args.train_time_budget, refinement=refinement,
+        train_time_budget_s=args.train_time_budget, refinement=refinement, train_config=args.train_config,
+        train_overrides={"execution": {"learning_rate": args.train_learning_rate}}
+        if args.train_learning_rate else None,
         accelerator=args.accelerator, devices=ExecutionConfig(devices=args.devices).devices,
         inference_batch_size=args.inference_batch_size, photons_per_pattern=args.nphotons,
         progress=False if args.no_progress else None, ptychodus_product=args.ptychodus_product,

@@ -362,6 +362,18 @@ def add_reconstruct(sub: argparse._SubParsersAction) -> None:
         help="training time for --train-first (default 60)",
     )
     rec.add_argument(
+        "--train-config",
+        metavar="FILE",
+        help="with --train-first: train's YAML/JSON configuration (model, training, execution "
+        "sections) for that training",
+    )
+    rec.add_argument(
+        "--train-learning-rate",
+        type=positive_float,
+        metavar="LR",
+        help="with --train-first: the training's AdamW learning rate (default: train's)",
+    )
+    rec.add_argument(
         "--time-budget",
         type=positive_float,
         default=None,

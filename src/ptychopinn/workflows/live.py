@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io import atomic_path, write_json, write_npz
+from ..io import ScanFileError, atomic_path, write_json, write_npz
 from ..io.stream import open_stream
 from ..models.batching import bucket_sizes, padded
 from ..physics import GrowingStitcher, probe_weight
@@ -211,6 +211,60 @@ def _live_html(status: dict, refresh_s: float) -> str:
     )
 
 
+@dataclass
+class _Network:
+    """The network of a watch, on its device, with every batch shape it will meet prepared."""
+
+    path: str
+    module: torch.nn.Module
+    size: int
+    block_size: int
+    scale: float | None  # None: per-scan normalisation, from the first frames
+
+    @classmethod
+    def load(cls, path: str, device: torch.device, max_block: int | None) -> _Network:
+        loaded = load_model_bundle(path)
+        if loaded.gridsize != 1:
+            raise ValueError(
+                f"{path}: watch needs a gridsize-1 network; this one has gridsize {loaded.gridsize}"
+            )
+        if int(loaded.manifest.get("config", {}).get("data", {}).get("detector_bin", 1)) != 1:
+            raise ValueError(f"{path}: watch takes networks trained on unbinned patterns")
+        module = loaded.module.to(device).eval()
+        size = int(module.hparams.size)
+        block_size = max_block or live_block_size(device, size)
+        # on a GPU, batches are padded to a few sizes, each prepared now (a new shape costs its
+        # FFT plans and kernel choices when first met); a CPU takes any size
+        buckets = bucket_sizes(block_size) if device.type == "cuda" else [1, block_size]
+        with torch.no_grad():
+            for frames in buckets:
+                module.net.predict_patches(
+                    torch.zeros(frames, 1, size, size, device=device),
+                    torch.zeros(frames, 1, 2, device=device),
+                )
+        per_scan = module.hparams.get("input_normalisation", "frozen") == "per_scan"
+        return cls(str(path), module, size, block_size, None if per_scan else float(module.input_scale))
+
+
+def _open_when_ready(source: str | Path, keys: dict, timeout_s: float, log: Callable[[str], None]):
+    """The source, waited for up to ``timeout_s`` when it does not exist yet (watch started first)."""
+    deadline = time.time() + timeout_s
+    told = False
+    while True:
+        if Path(source).exists():
+            try:
+                return open_stream(source, **keys)
+            except ScanFileError:
+                if time.time() > deadline:
+                    raise
+        elif time.time() > deadline:
+            raise ScanFileError(f"did not appear within {timeout_s:g} s (--idle-timeout)", source=str(source))
+        if not told:
+            log(f"watch: waiting for {source}")
+            told = True
+        time.sleep(0.05)
+
+
 def _network_for(model: str | None, probe: np.ndarray | None) -> str:
     """The bundle to use: the one given, else a shipped pretrained network made for the probe."""
     if model:
@@ -262,27 +316,23 @@ def watch(
     from .reconstruction import reconstruct
 
     keys = {k: v for k, v in (("data_key", data_key), ("positions_key", positions_key)) if v}
-    stream = open_stream(source, **keys)
+    device = resolve_device(options.accelerator)
+    # with a given network, everything slow (loading, the first passes) happens before the
+    # first frame can arrive; the shipped network is chosen from the source's probe
+    network = _Network.load(options.model, device, options.max_block) if options.model else None
+    stream = _open_when_ready(source, keys, options.idle_timeout_s, log)
     try:
-        model = _network_for(options.model, stream.probe())
-        loaded = load_model_bundle(model)
-        if loaded.gridsize != 1:
-            raise ValueError(
-                f"{model}: watch needs a gridsize-1 network; this one has gridsize {loaded.gridsize}"
-            )
-        if int(loaded.manifest.get("config", {}).get("data", {}).get("detector_bin", 1)) != 1:
-            raise ValueError(f"{model}: watch takes networks trained on unbinned patterns")
-        out = claim_output_folder(output_dir, command="watch", overwrite=overwrite, inputs=[source, model])
+        if network is None:
+            network = _Network.load(_network_for(None, stream.probe()), device, options.max_block)
+        out = claim_output_folder(
+            output_dir, command="watch", overwrite=overwrite, inputs=[source, network.path]
+        )
     except BaseException:
         stream.close()
         raise
-    module = loaded.module
-    device = resolve_device(options.accelerator)
-    module = module.to(device).eval()
-    size = int(module.hparams.size)
+    model, module, size, block_size = network.path, network.module, network.size, network.block_size
     probe = module.net.forward_model.probe.detach()
-    per_scan = module.hparams.get("input_normalisation", "frozen") == "per_scan"
-    scale = None if per_scan else float(module.input_scale)
+    scale = network.scale
     state = _WatchState(
         options=options,
         mosaic=GrowingStitcher(probe_weight(probe), device),
@@ -290,15 +340,6 @@ def watch(
         lock=threading.Lock(),
         read_range=stream.read_range,
     )
-    block_size = options.max_block or live_block_size(device, size)
-    # on a GPU, batches are padded to a few sizes, each prepared before the first frame (a new
-    # shape costs its FFT plans and kernel choices when first met); a CPU takes any size
-    buckets = bucket_sizes(block_size) if device.type == "cuda" else [1, block_size]
-    with torch.no_grad():
-        for frames in buckets:
-            module.net.predict_patches(
-                torch.zeros(frames, 1, size, size, device=device), torch.zeros(frames, 1, 2, device=device)
-            )
     refiner = _Refiner(state) if options.refine else None
     if refiner is not None:
         refiner.start()

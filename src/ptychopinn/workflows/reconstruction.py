@@ -52,6 +52,8 @@ def reconstruct_scan(
     use_pretrained: bool = True,
     train_first: bool = False,
     train_time_budget_s: float = 60.0,
+    train_config: str | os.PathLike | None = None,
+    train_overrides: dict[str, dict[str, Any]] | None = None,
     training_dir: str | os.PathLike | None = None,
     refinement: RefinementConfig | None = None,
     accelerator: str = "auto",
@@ -88,7 +90,8 @@ def reconstruct_scan(
     with tempfile.TemporaryDirectory(prefix="ptychopinn-train-") as scratch:
         if train_first:
             bundle = _train_on(scan, Path(training_dir or scratch), train_time_budget_s, accelerator,
-                               refinement.seed, progress, log)  # fmt: skip
+                               refinement.seed, progress, log,
+                               config_file=train_config, overrides=train_overrides)  # fmt: skip
             timings["training_s"] = time.perf_counter() - started
             start = "trained"
         initial = None
@@ -186,8 +189,14 @@ def _train_on(
     seed: int,
     progress: bool | None,
     log: Callable[[str], None],
+    config_file: str | os.PathLike | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
-    """Train a network on ``scan`` for ``budget_s`` seconds in ``out``; return its bundle."""
+    """Train a network on ``scan`` for ``budget_s`` seconds in ``out``; return its bundle.
+
+    ``config_file`` (``train``'s YAML/JSON sections) and ``overrides`` (``{section: {field:
+    value}}``) set any other training option; the scan, the budget and the device stay these.
+    """
     from .training import train
 
     out.mkdir(parents=True, exist_ok=True)
@@ -196,13 +205,18 @@ def _train_on(
         data = os.fspath(out / "scan.npz")
         write_scan(scan, data)
     log(f"training a network on the scan for {budget_s:.0f} s")
-    run = load_run_config(overrides={
+    given: dict[str, dict[str, Any]] = {name: dict(values) for name, values in (overrides or {}).items()}
+    fixed = {
         "data": {"train_data": os.fspath(data),
                  "photons_per_pattern": scan.metadata.photons_per_pattern},
-        "training": {"epochs": 10_000, "time_budget_s": budget_s},
+        "training": {"time_budget_s": budget_s},
         "execution": {"accelerator": accelerator, "seed": seed,
                       "progress_bar": bool(progress) if progress is not None else False},
-    })  # fmt: skip
+    }  # fmt: skip
+    given.setdefault("training", {}).setdefault("epochs", 10_000)
+    for section, values in fixed.items():
+        given.setdefault(section, {}).update(values)
+    run = load_run_config(config_file, given)
     return train(run, out).bundle
 
 
@@ -214,6 +228,8 @@ def reconstruct(
     use_pretrained: bool = True,
     train_first: bool = False,
     train_time_budget_s: float = 60.0,
+    train_config: str | os.PathLike | None = None,
+    train_overrides: dict[str, dict[str, Any]] | None = None,
     refinement: RefinementConfig | None = None,
     accelerator: str = "auto",
     devices: Any = "auto",
@@ -276,10 +292,13 @@ def reconstruct(
         check_product_metadata(scan)  # before the work, not after it
     if model is not None:
         load_model_bundle(model)  # a bad bundle is refused before the folder is made
-    out = claim_output_folder(output_dir, command="reconstruct", inputs=[data, model], overwrite=overwrite)
+    out = claim_output_folder(
+        output_dir, command="reconstruct", inputs=[data, model, train_config], overwrite=overwrite
+    )
     result = reconstruct_scan(
         scan, model=model, use_pretrained=use_pretrained, train_first=train_first,
-        train_time_budget_s=train_time_budget_s, training_dir=out / "training", refinement=refinement,
+        train_time_budget_s=train_time_budget_s, train_config=train_config, train_overrides=train_overrides,
+        training_dir=out / "training", refinement=refinement,
         accelerator=accelerator, devices=devices, inference_batch_size=inference_batch_size,
         progress=progress, log=log, callback=callback,
     )  # fmt: skip
