@@ -96,9 +96,11 @@ def streamed(size: int, positions: int, rate: float, bundle: Path, folder: Path,
         sys.executable, "-m", "ptychopinn", "simulate", "--stream-to", str(path), "--rate", str(rate),
         "-N", str(size), "--n-positions", str(positions), "--step", str(size / 8), "--seed", "0",
     ]  # fmt: skip
-    writer = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    writer.wait(timeout=900)
+    writer = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     watcher.join()
+    # the writer's own line: "streamed N frames to F in T s (R frames/s)"
+    said = writer.stdout.strip().splitlines()[-1] if writer.stdout.strip() else ""
+    result["writer_frames_per_s"] = float(said.rsplit("(", 1)[1].split()[0]) if "(" in said else None
     return result
 
 
@@ -168,6 +170,7 @@ def main() -> int:
                     "burst_frames": burst["frames_reconstructed"],
                     "stream_rate_hz": args.rate,
                     "stream_frames": rate["frames_reconstructed"],
+                    "writer_frames_per_s": rate["writer_frames_per_s"],
                     "latency_median_s": rate["latency_median_s"],
                     "latency_p99_s": rate["latency_p99_s"],
                     "max_backlog": rate["max_backlog"],
@@ -183,7 +186,8 @@ def main() -> int:
                 print(
                     f"N={size:4d} refine={str(refine):5s}  sustained "
                     f"{row['sustained_frames_per_s']:8.1f} frames/s | "
-                    f"at {args.rate:g} Hz: latency median {row['latency_median_s']:.3f} s, p99 "
+                    f"at {args.rate:g} Hz (writer {row['writer_frames_per_s']} frames/s): latency median "
+                    f"{row['latency_median_s']:.3f} s, p99 "
                     f"{row['latency_p99_s']:.3f} s, max backlog {row['max_backlog']}"
                     + (f" | quality {row['quality']}" if "quality" in row else ""),
                     flush=True,
