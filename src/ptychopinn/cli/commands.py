@@ -221,10 +221,14 @@ def _watch(args: argparse.Namespace) -> int:
         data_key=args.data_key, positions_key=args.positions_key,
     )  # fmt: skip
     summary = result.summary
+    live = {name: path for name, path in result.files.items() if "/" not in name}
+    final = ""
+    if result.final is not None:
+        final = f"; the final reconstruction in {result.final.files['reconstruction.npz'].parent}"
     print(
         f"watched {summary['frames_reconstructed']} frame(s) in {summary['elapsed_s']:.1f} s"
-        f"{' (the writer stalled)' if summary['stalled'] else ''}; wrote {_files_written(result.files)} "
-        f"to {args.output_dir}"
+        f"{' (the writer stalled)' if summary['stalled'] else ''}; wrote {_files_written(live)} "
+        f"to {args.output_dir}{final}"
     )
     return 0
 

@@ -346,15 +346,18 @@ def watch(
     latencies: list[np.ndarray] = []
     started = time.time()
     last_arrival = last_write = started
+    first_frame_at: float | None = None
     reconstructed, max_backlog, stalled = 0, 0, False
 
     def status() -> dict:
         lat = np.concatenate(latencies) if latencies else np.zeros(0)
         elapsed = max(time.time() - started, 1e-9)
+        # the rate counts from the first frame: waiting for the scan to start is not slowness
+        since_first = max(time.time() - first_frame_at, 1e-9) if first_frame_at else elapsed
         return {
             "frames_received": state.received,
             "frames_reconstructed": reconstructed,
-            "frames_per_second": reconstructed / elapsed,
+            "frames_per_second": reconstructed / since_first,
             "latency_median_s": float(np.median(lat)) if lat.size else None,
             "latency_p99_s": float(np.percentile(lat, 99)) if lat.size else None,
             "backlog": stream.backlog(),
@@ -412,6 +415,7 @@ def watch(
                 now = time.time()
                 if block is not None and len(block):
                     last_arrival = now
+                    first_frame_at = first_frame_at or now
                     if block.counts.shape[-1] != size:
                         raise ValueError(
                             f"{source}: frames of {block.counts.shape[-1]} pixels; the network takes {size}"
