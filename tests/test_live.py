@@ -166,6 +166,11 @@ def test_watch_follows_a_growing_file_and_finishes_with_a_reconstruction(
     assert result.final is not None and result.final.comparison is not None  # the stream carried the truth
     live = np.load(tmp_path / "out" / "reconstruction.npz")
     assert live["coverage"].sum() > 0 and np.isfinite(live["object"]).all()
+    assert tuple(live["origin"]) == (0, 0)  # in the scan's frame, like any reconstruction.npz
+    from ptychopinn.workflows import evaluate
+
+    judged = evaluate(tmp_path / "out", tmp_path / "eval", ground_truth=path)
+    assert judged.comparison is not None and np.isfinite(judged.comparison.phase.ssim)
 
 
 def test_a_stalled_writer_is_reported_and_what_arrived_is_kept(small_scan, bundle, tmp_path):

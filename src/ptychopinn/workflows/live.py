@@ -13,8 +13,9 @@ the scan is complete, after ``frames`` frames, or after ``idle_timeout_s`` witho
 received scan writes the usual outputs and report into ``OUTPUT_DIR/final``.
 
 The live ``reconstruction.npz`` holds ``object``, ``amplitude``, ``phase``, ``coverage`` and
-``weight_sum`` on the live canvas, whose pixel ``(0, 0)`` is the scan's object pixel ``origin``
-(``(y, x)``, stored beside them): a position ``p`` of the scan sits at ``p - origin``.
+``weight_sum`` in the scan's frame, as every ``reconstruction.npz`` does (``evaluate`` reads
+it); ``origin`` beside them is ``(0, 0)``, or, for a scan with positions below ``N/2``, the
+scan pixel that the canvas's pixel ``(0, 0)`` shows.
 
 Memory stays bounded in the scan's length: frames are read block by block and dropped once
 stitched; only the mosaic (and, with ``refine``, the last ``refine_window`` frames) is kept.
@@ -182,6 +183,22 @@ class _WatchState:
     lock: threading.Lock
     read_range: Callable[[int, int], tuple[np.ndarray, np.ndarray]]
     received: int = 0
+
+
+def _in_scan_frame(
+    obj: np.ndarray, coverage: np.ndarray, weight_sum: np.ndarray, origin: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The live canvas moved into the scan's frame (pixel (0, 0) at the scan's origin), as every
+    ``reconstruction.npz`` is, so ``evaluate`` reads it; kept as it is (with its ``origin``) when
+    that would cut covered pixels (a scan with positions below N/2)."""
+    oy, ox = (int(v) for v in origin)
+    if (oy < 0 and coverage[:-oy].any()) or (ox < 0 and coverage[:, :-ox].any()):
+        return obj, coverage, weight_sum, origin
+    arrays = []
+    for values in (obj, coverage, weight_sum):
+        values = values[max(0, -oy) :, max(0, -ox) :]
+        arrays.append(np.pad(values, ((max(0, oy), 0), (max(0, ox), 0))))
+    return arrays[0], arrays[1], arrays[2], np.zeros(2, dtype=np.int64)
 
 
 def _png(path: Path, image: np.ndarray, mask: np.ndarray, cmap: str) -> None:
@@ -373,6 +390,7 @@ def watch(
             obj, coverage = state.mosaic.picture()
             origin = state.mosaic.origin.copy()
             weight_sum = state.mosaic.weight_sum()
+        obj, coverage, weight_sum, origin = _in_scan_frame(obj, coverage, weight_sum, origin)
         now = status()
         if obj.size:
             _png(
