@@ -219,14 +219,17 @@ def test_watch_refines_in_the_background(small_scan, bundle, tmp_path):
         time.sleep(0.01)
     time.sleep(0.1)
     options = WatchOptions(
-        model=str(bundle), refine=True, refine_seconds=0.2, refine_window=32, update_seconds=0.2,
-        final_seconds=0, accelerator="cpu",
+        model=str(bundle), refine=True, refine_probe=True, refine_seconds=0.2, refine_window=32,
+        update_seconds=0.2, final_seconds=0, accelerator="cpu",
     )  # fmt: skip
     result = watch(path, tmp_path / "out", options)
     writer.join()
     summary = result.summary
     assert summary["frames_reconstructed"] == small_scan.n_patterns
     assert summary["refinement_rounds"] >= 1 and summary["refined_pixels"] > 0
+    assert summary["refinement_error"] is None and summary["probe_change"] > 0  # the probe moved
+    with pytest.raises(ValueError, match="refine_probe needs refine"):
+        WatchOptions(refine_probe=True)
 
 
 def test_simulate_streams_and_watch_follows_from_the_command_line(bundle, tmp_path, capsys):

@@ -213,6 +213,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _watch(args: argparse.Namespace) -> int:
     options = WatchOptions(
         model=args.model, update_seconds=args.update_seconds, refine=args.refine,
+        refine_probe=args.refine_probe,
         refine_window=args.refine_window, frames=args.frames, idle_timeout_s=args.idle_timeout,
         max_block=args.max_block, final_seconds=args.final_seconds, accelerator=args.accelerator,
     )  # fmt: skip

@@ -118,6 +118,11 @@ def add_watch(sub: argparse._SubParsersAction) -> None:
         help="refine the most recent frames' region through the physics in the background",
     )
     watch.add_argument(
+        "--refine-probe",
+        action="store_true",
+        help="with --refine: the background refinement also refines the probe",
+    )
+    watch.add_argument(
         "--refine-window",
         type=positive_int,
         default=d.refine_window,

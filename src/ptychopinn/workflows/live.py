@@ -63,6 +63,9 @@ class WatchOptions:
         Refine the region of the most recent frames through the physics in the background.
     refine_window : int
         Frames the background refinement revisits (the memory it holds).
+    refine_probe : bool
+        The background refinement also refines the probe (carried from round to round; the
+        network keeps its own).
     refine_seconds : float
         Length of one background refinement round (s).
     frames : int or None
@@ -84,6 +87,7 @@ class WatchOptions:
     update_seconds: float = 2.0
     refine: bool = False
     refine_window: int = 512
+    refine_probe: bool = False
     refine_seconds: float = 3.0
     frames: int | None = None
     idle_timeout_s: float = 30.0
@@ -104,6 +108,8 @@ class WatchOptions:
                 continue
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"watch.{name} = {getattr(self, name)!r}: must be an integer >= 1")
+        if self.refine_probe and not self.refine:
+            raise ValueError("watch.refine_probe needs refine = True (--refine)")
         if self.frames is not None and (not isinstance(self.frames, int) or self.frames < 1):
             raise ValueError(f"watch.frames = {self.frames!r}: must be an integer >= 1")
 
@@ -163,12 +169,15 @@ class _Refiner(threading.Thread):
                 # preconditioned: minibatch PIE/LSQML-class updates move the object from the first
                 # minibatch, where L-BFGS spends a short round on its first line searches
                 config = RefinementConfig(
-                    optimizer="preconditioned", epochs=1000, time_budget_s=state.options.refine_seconds
-                )
+                    optimizer="preconditioned", epochs=1000, time_budget_s=state.options.refine_seconds,
+                    refine_probe=state.options.refine_probe,
+                )  # fmt: skip
                 result = refine_object(counts, positions - origin, state.probe, begin, config=config,
                                        remove_ramp=False)  # fmt: skip
                 with state.lock, torch.no_grad():
                     state.mosaic.hand_over(result.object, result.illumination, origin)
+                    if state.options.refine_probe:  # the next round starts from this probe
+                        state.probe = np.asarray(result.probe, dtype=np.complex64)
             except Exception as exc:  # noqa: BLE001 - reported at the end; the network's picture stays
                 self.error = f"{type(exc).__name__}: {exc}"
                 return
@@ -183,6 +192,14 @@ class _WatchState:
     lock: threading.Lock
     read_range: Callable[[int, int], tuple[np.ndarray, np.ndarray]]
     received: int = 0
+
+
+def _probe_change(probe: np.ndarray, reference: np.ndarray) -> float:
+    """``1 - |<P, Q>| / (|P| |Q|)`` over all modes present in both (0: the same up to scale)."""
+    a = np.asarray(probe).reshape(-1, *probe.shape[-2:])[0].ravel()
+    b = np.asarray(reference).reshape(-1, *reference.shape[-2:])[0].ravel()
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return 1.0 - abs(np.vdot(a, b)) / norm if norm > 0 else 0.0
 
 
 def _in_scan_frame(
@@ -357,6 +374,7 @@ def watch(
         lock=threading.Lock(),
         read_range=stream.read_range,
     )
+    initial_probe = state.probe.copy()
     refiner = _Refiner(state) if options.refine else None
     if refiner is not None:
         refiner.start()
@@ -381,6 +399,9 @@ def watch(
             "max_backlog": max_backlog,
             "refinement_rounds": refiner.rounds if refiner else 0,
             "refined_pixels": int((state.mosaic.refined_weight > 0).sum()),
+            "refinement_error": refiner.error if refiner else None,
+            # relative to the network's probe (scale aside): how far --refine-probe moved it
+            "probe_change": _probe_change(state.probe, initial_probe),
             "elapsed_s": elapsed,
             "stalled": stalled,
         }
