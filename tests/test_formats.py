@@ -71,3 +71,23 @@ def test_a_new_format_is_one_registration(small_scan, tmp_path):
     finally:
         del registry_module._FORMATS["toy"]
     assert [f.name for f in list_formats()] == ["arrays", "ptychodus", "npz", "cxi"]
+
+
+def test_reconstruction_files_are_written_and_read_in_one_place(tmp_path):
+    from ptychopinn.io import ScanValidationError
+    from ptychopinn.io.reconstruction import read_reconstruction, write_reconstruction_npz
+
+    obj = np.exp(1j * np.linspace(0, 1, 48)).reshape(6, 8).astype(np.complex64)
+    coverage = np.ones((6, 8), bool)
+    coverage[0] = False
+    path = write_reconstruction_npz(
+        tmp_path / "reconstruction.npz", obj, coverage=coverage, weight_sum=coverage * 2.0,
+        positions=np.array([[3.0, 4.0]]), pixel_size_m=1e-8, extra_arrays={"probe": np.ones((2, 2))},
+    )  # fmt: skip
+    back = read_reconstruction(tmp_path)  # the folder will do
+    np.testing.assert_array_equal(back.object, obj)
+    np.testing.assert_array_equal(back.coverage, coverage)
+    assert back.pixel_size_m == 1e-8 and back.probe.shape == (2, 2) and back.positions.shape == (1, 2)
+    np.savez(path, something=np.zeros(3))
+    with pytest.raises(ScanValidationError, match="no 'object' array"):
+        read_reconstruction(path)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch
 
 from ..evaluation import FRCResult, ObjectComparison, compare_objects, fourier_ring_correlation
 from ..io import Scan, ScanFileError, ScanValidationError, read_scan, write_json
+from ..io.reconstruction import read_reconstruction
 from ..io.safety import require_regular_file
 from ..physics import diffraction_intensity, extract_patches, poisson_deviance, poisson_nll
 from ..refine import RefinementConfig, RefinementResult, refine_object
@@ -28,58 +28,11 @@ from .report import write_report
 from .results import EvaluationResult
 from .run_folder import claim_output_folder
 
+load_reconstruction = read_reconstruction  # the name the workflows used
+
 #: Metrics use pixels whose summed, normalised probe intensity reaches this (a tenth of one
 #: probe peak): the region the data constrain, not the faint rim.
 WELL_COVERED = 0.1
-
-
-@dataclass
-class LoadedReconstruction:
-    """A reconstruction read back from ``reconstruction.npz``."""
-
-    path: Path
-    object: np.ndarray
-    coverage: np.ndarray
-    weight_sum: np.ndarray
-    positions: np.ndarray | None
-    pixel_size_m: float | None
-    probe: np.ndarray | None
-    background: np.ndarray | None = None  # refined additive background (counts), if any
-
-
-def load_reconstruction(path: str | os.PathLike) -> LoadedReconstruction:
-    """Read ``reconstruction.npz`` (or the folder holding it), as ``infer``/``reconstruct`` write it."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "reconstruction.npz"
-    if not path.is_file():
-        raise ScanFileError("no such reconstruction file", source=str(path))
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if "object" not in data.files:
-                raise ScanValidationError("not a reconstruction: no 'object' array", source=str(path))
-            obj = data["object"]
-            coverage = data["coverage"] if "coverage" in data.files else np.ones(obj.shape, bool)
-            weight = data["weight_sum"] if "weight_sum" in data.files else coverage.astype(np.float32)
-            positions = (
-                data["positions_refined"]
-                if "positions_refined" in data.files
-                else (data["positions"] if "positions" in data.files else None)
-            )
-            pixel = float(data["pixel_size_m"]) if "pixel_size_m" in data.files else float("nan")
-            probe = data["probe"] if "probe" in data.files else None
-            background = data["background"] if "background" in data.files else None
-    except (OSError, ValueError) as exc:
-        raise ScanFileError(f"cannot read ({exc})", source=str(path)) from None
-    if obj.ndim != 2 or coverage.shape != obj.shape:
-        raise ScanValidationError(
-            f"object {obj.shape} and coverage {coverage.shape} disagree", source=str(path)
-        )
-    return LoadedReconstruction(
-        path=path, object=obj.astype(np.complex64), coverage=coverage.astype(bool),
-        weight_sum=weight.astype(np.float32), positions=positions,
-        pixel_size_m=None if not np.isfinite(pixel) else pixel, probe=probe, background=background,
-    )  # fmt: skip
 
 
 def load_ground_truth(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..io import ScanFileError, atomic_path, write_json, write_npz
+from ..io.reconstruction import write_reconstruction_npz
 from ..io.stream import open_stream
 from ..models.batching import bucket_sizes, padded
 from ..physics import GrowingStitcher, probe_weight
@@ -421,16 +422,10 @@ def watch(
                 "twilight" if np.ptp(np.angle(obj[coverage])) > 5.5 else "viridis",
             )
             _png(out / "amplitude.png", np.abs(obj), coverage, "gray")
-            with atomic_path(out / "reconstruction.npz") as tmp, open(tmp, "wb") as handle:
-                np.savez(
-                    handle,
-                    object=obj.astype(np.complex64),
-                    amplitude=np.abs(obj).astype(np.float32),
-                    phase=np.angle(obj).astype(np.float32),
-                    coverage=coverage,
-                    weight_sum=weight_sum.astype(np.float32),
-                    origin=origin,
-                )
+            write_reconstruction_npz(
+                out / "reconstruction.npz", obj, coverage=coverage, weight_sum=weight_sum,
+                extra_arrays={"origin": origin},
+            )  # fmt: skip
         write_json(out / "live.json", now)
         with atomic_path(out / "live.html") as tmp:
             tmp.write_text(_live_html(now, options.update_seconds if not final else 3600))

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from ..evaluation import ObjectComparison
 from ..io import Scan, atomic_path, write_json, write_ptychodus_product
+from ..io.reconstruction import write_reconstruction_npz
 from .results import Reconstruction
 
 
@@ -70,20 +71,11 @@ def write_reconstruction(
             "phase.png",
         )
     }
-    with atomic_path(files["reconstruction.npz"]) as tmp, open(tmp, "wb") as handle:
-        np.savez(
-            handle,
-            object=obj.astype(np.complex64),
-            amplitude=amplitude,
-            phase=phase,
-            coverage=reconstruction.coverage.astype(bool),
-            weight_sum=reconstruction.weight_sum.astype(np.float32),
-            positions=reconstruction.positions.astype(np.float64),
-            pixel_size_m=np.float64(
-                np.nan if reconstruction.pixel_size_m is None else reconstruction.pixel_size_m
-            ),
-            **(extra_arrays or {}),
-        )
+    write_reconstruction_npz(
+        files["reconstruction.npz"], obj, coverage=reconstruction.coverage,
+        weight_sum=reconstruction.weight_sum, positions=reconstruction.positions,
+        pixel_size_m=reconstruction.pixel_size_m, extra_arrays=extra_arrays,
+    )  # fmt: skip
     for name, image in (("amplitude.tiff", amplitude), ("phase.tiff", phase)):
         with atomic_path(files[name]) as tmp:
             tifffile.imwrite(tmp, image)
