@@ -141,9 +141,14 @@ def main() -> int:
     parser.add_argument("--final-seconds", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128], choices=[64, 128])
+    parser.add_argument("--refine-modes", nargs="+", default=["no", "yes"], choices=["no", "yes"],
+                        help="run without and/or with --refine")
+    parser.add_argument("--refine-window", type=int, default=None, help="watch --refine-window")
+    parser.add_argument("--refine-seconds", type=float, default=None, help="watch's refinement rounds (s)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    report: dict = {"machine": machine(), "threads": args.threads, "rate_hz": args.rate, "rows": []}
+    report: dict = {"machine": machine(), "threads": args.threads, "rate_hz": args.rate, "rows": [],
+                    "refine_window": args.refine_window, "refine_seconds": args.refine_seconds}  # fmt: skip
     from ptychopinn.simulate import simulate_scan
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,12 +162,16 @@ def main() -> int:
                 probe = simulate_scan(scan_config(size, 4), progress=False).probe
                 bundle = untrained_bundle(size, probe, folder)
             source, scan = burst_file(size, positions, folder)
-            for refine in (False, True):
+            for refine in [mode == "yes" for mode in args.refine_modes]:
+                tuning = {} if not refine else {
+                    k: v for k, v in (("refine_window", args.refine_window),
+                                      ("refine_seconds", args.refine_seconds)) if v is not None
+                }  # fmt: skip
                 tag = f"n{size}-{'refine' if refine else 'network'}"
-                burst = run_watch(source, bundle, folder / f"burst-{tag}", refine=refine, max_block=256)
+                burst = run_watch(source, bundle, folder / f"burst-{tag}", refine=refine, **tuning)
                 final = args.final_seconds if (size == 64 and refine) else 0.0
                 rate = streamed(size, stream_positions, args.rate, bundle, folder, tag, refine=refine,
-                                final_seconds=final)  # fmt: skip
+                                final_seconds=final, **tuning)  # fmt: skip
                 row = {
                     "N": size,
                     "refine": refine,

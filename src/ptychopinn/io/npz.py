@@ -527,10 +527,7 @@ def read_npz(
     ours = (meta_json or {}).get("ptychopinn", {}) if isinstance(meta_json, dict) else {}
     meta_values = dict(ours.get("metadata", {})) if isinstance(ours, dict) else {}
     if meta_values.get("photons_per_pattern") is None:
-        nominal = (
-            photons_per_pattern if photons_per_pattern is not None else _photons_from_metadata(meta_json)
-        )
-        meta_values["photons_per_pattern"] = nominal
+        meta_values["photons_per_pattern"] = declared_photons  # worked out once, above
     metadata = ScanMetadata.from_dict(meta_values, source=path)
     positions = np.stack([ys, xs], axis=1).astype(np.float64)
     size = counts.shape[-1]
