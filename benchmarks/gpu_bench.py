@@ -131,6 +131,12 @@ def bench_refinement(
     return out
 
 
+def _window(size: int, device: torch.device) -> torch.Tensor:
+    """A probe-like stitching window: a Gaussian of sigma N/6 (peak 1)."""
+    line = torch.exp(-((torch.arange(size, device=device) - size / 2) ** 2) / (2 * (size / 6) ** 2))
+    return line[:, None] * line[None, :]
+
+
 def stitched_pass(model, x, positions, shape, weight, steps, batch, bf16, device) -> None:
     """Predict ``steps`` batches and stitch every patch into one object, all on the device."""
     from ptychopinn.physics import PatchStitcher
@@ -164,8 +170,7 @@ def bench_inference(
     rows = []
     for size in sizes:
         generator = build_generator(ModelConfig(generator="fno"), channels=1, size=size).to(device).eval()
-        weight = torch.exp(-((torch.arange(size, device=device) - size / 2) ** 2) / (2 * (size / 6) ** 2))
-        weight = weight[:, None] * weight[None, :]
+        weight = _window(size, device)
         compiled = None
         for batch in batches:
             x = torch.rand(batch, 1, size, size, device=device)
@@ -217,8 +222,7 @@ def bench_live(
     rows = []
     for size in sizes:
         generator = build_generator(ModelConfig(generator="fno"), channels=1, size=size).to(device).eval()
-        weight = torch.exp(-((torch.arange(size, device=device) - size / 2) ** 2) / (2 * (size / 6) ** 2))
-        weight = weight[:, None] * weight[None, :]
+        weight = _window(size, device)
         side = int(math.ceil(math.sqrt(frames)))
         grid = np.stack(np.meshgrid(np.arange(side), np.arange(side), indexing="ij"), -1).reshape(-1, 2)
         positions = grid[:frames].astype(np.float64) * size / 8 + size / 2
@@ -307,8 +311,7 @@ def bench_watch(device: torch.device, size: int, frames: int, rates, block: int 
     from ptychopinn.physics import GrowingStitcher
 
     generator = build_generator(ModelConfig(generator="fno"), channels=1, size=size).to(device).eval()
-    c = torch.arange(size, device=device) - size / 2
-    weight = torch.exp(-(c[:, None] ** 2 + c[None, :] ** 2) / (size / 6) ** 2)
+    weight = _window(size, device)
     from ptychopinn.models.batching import bucket_sizes, padded
 
     largest = 4096

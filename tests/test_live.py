@@ -297,3 +297,41 @@ def test_watch_started_before_the_scan_waits_for_its_file(small_scan, bundle, tm
     never = WatchOptions(model=str(bundle), idle_timeout_s=0.3, final_seconds=0, accelerator="cpu")
     with pytest.raises(ScanFileError, match="did not appear within 0.3 s"):
         watch(tmp_path / "never.cxi", tmp_path / "out2", never, log=lines.append)
+
+
+def test_every_watch_and_stream_flag_reaches_the_run(bundle, tmp_path, capsys):
+    path = tmp_path / "stream.cxi"
+    simulate = ["simulate", "--stream-to", str(path), "--rate", "2000", "--block", "3", "-N", "32",
+                "--n-positions", "36", "--step", "5", "--photons", "1e4", "--seed", "3"]  # fmt: skip
+    assert main(simulate) == 0
+    with h5py.File(path, "r") as handle:  # --block 3: frames written three at a time
+        times = handle["entry_1/ptychopinn/timestamps"][:]
+    assert len(np.unique(times)) == 12 and np.all(times[::3] == times[2::3])
+    out = tmp_path / "out"
+    code = main(["watch", str(path), "--model", str(bundle), "--output-dir", str(out), "--frames", "30",
+                 "--max-block", "4", "--refine", "--refine-probe", "--refine-window", "8",
+                 "--update-seconds", "0.3", "--idle-timeout", "5", "--final-seconds", "0",
+                 "--data-key", "entry_1/instrument_1/detector_1/data",
+                 "--positions-key", "entry_1/ptychopinn/positions_px", "--accelerator", "cpu"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    live = json.loads((out / "live.json").read_text())
+    assert live["frames_reconstructed"] == 30  # --frames
+    assert live["max_backlog"] >= 30 - 4  # --max-block 4: a burst of 36 worked off four at a time
+    ran_with = (live["refine"], live["refine_probe"], live["refine_window"], live["block_size"])
+    assert ran_with == (True, True, 8, 4)
+    assert live["refinement_error"] is None
+    assert not (out / "final").exists()  # --final-seconds 0
+    code = main(["watch", str(path), "--model", str(bundle), "--output-dir", str(tmp_path / "o2"),
+                 "--data-key", "nothing/here", "--accelerator", "cpu", "--idle-timeout", "0.2"])  # fmt: skip
+    assert code == 2 and "has no dataset 'nothing/here'" in capsys.readouterr().err
+
+
+def test_a_source_that_can_never_be_followed_is_refused_at_once(bundle, tmp_path):
+    npz = tmp_path / "scan.npz"
+    np.savez(npz, x=np.zeros(3))
+    options = WatchOptions(model=str(bundle), idle_timeout_s=30, final_seconds=0, accelerator="cpu")
+    started = time.perf_counter()
+    with pytest.raises(ScanFileError, match="cannot follow it as a growing HDF5 file"):
+        watch(npz, tmp_path / "out", options)
+    assert time.perf_counter() - started < 10  # not after the 30 s timeout
+    assert not (tmp_path / "out").exists()

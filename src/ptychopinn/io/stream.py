@@ -230,15 +230,17 @@ class HDF5StreamSource:
         self._complete = self._handle[COMPLETE_KEY] if COMPLETE_KEY in self._handle else None
         self.pattern_size = int(self._data.shape[-1])
         self.consumed = 0
+        self._available = 0
 
     def _ready(self) -> int:
         for dataset in (self._data, self._positions):
             dataset.refresh()
-        return min(self._data.shape[0], self._positions.shape[0])
+        self._available = min(self._data.shape[0], self._positions.shape[0])
+        return self._available
 
     def backlog(self) -> int:
-        """Frames written and not read yet."""
-        return self._ready() - self.consumed
+        """Frames written and not read yet, as of the last look (no file access)."""
+        return self._available - self.consumed
 
     def poll(self, max_frames: int) -> FrameBlock | None:
         """Up to ``max_frames`` new whole frames, or None when none has arrived."""
@@ -268,7 +270,7 @@ class HDF5StreamSource:
         if self._complete is None:
             return False
         self._complete.refresh()
-        return bool(self._complete[0]) and self.backlog() == 0
+        return bool(self._complete[0]) and self._ready() == self.consumed
 
     def probe(self) -> np.ndarray | None:
         """The probe the file holds, if any."""
@@ -308,6 +310,7 @@ class FolderSource:
         self.consumed = 0
         self._done: set[str] = set()
         self._order: list[tuple[str, int]] = []  # files read, in order, with their frame counts
+        self._backlog = 0
         self._waiting: dict[str, int] = {}  # files that could not be read yet, with their tries
 
     def _pending(self) -> list[Path]:
@@ -317,8 +320,8 @@ class FolderSource:
         return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
 
     def backlog(self) -> int:
-        """Files arrived and not read yet."""
-        return len(self._pending())
+        """Files arrived and not read yet, as of the last look (no folder listing)."""
+        return self._backlog
 
     def unreadable(self) -> list[str]:
         """Files seen but not readable (yet): still being written, or damaged."""
@@ -341,7 +344,9 @@ class FolderSource:
         blocks = []
         total = 0
         seen = time.time()
-        for path in self._pending():
+        pending = self._pending()
+        self._backlog = len(pending)
+        for path in pending:
             if total >= max_frames:
                 break
             try:
@@ -357,6 +362,7 @@ class FolderSource:
                     source=str(path),
                 )
             self._done.add(path.name)
+            self._backlog -= 1
             self._order.append((path.name, len(counts)))
             self._waiting.pop(path.name, None)
             blocks.append((counts, positions, np.full(len(counts), seen) if written is None else written))

@@ -38,6 +38,15 @@ class StitchedObject:
     weight_sum: torch.Tensor
 
 
+def _weighted_sums(
+    patches: torch.Tensor, positions: torch.Tensor, weight: torch.Tensor, shape: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sum_k T(pos_k)[w O_k]`` and ``sum_k T(pos_k)[w]`` on a canvas of ``shape``."""
+    numerator = scatter_patches((patches * weight)[None], positions[None], shape)[0]
+    denominator = scatter_patches(weight.expand(patches.shape).contiguous()[None], positions[None], shape)[0]
+    return numerator, denominator
+
+
 def canvas_shape(positions: torch.Tensor, patch_size: int) -> tuple[int, int]:
     """Canvas ``(H, W)`` covering every position plus ``N/2`` (and one bilinear pixel)."""
     if positions.numel() == 0:
@@ -78,11 +87,11 @@ class PatchStitcher:
                 f"expected patches (n, N, N) and positions (n, 2), got {tuple(patches.shape)} "
                 f"and {tuple(positions.shape)}"
             )
-        patches = patches.to(self.device, self._numerator.dtype)
-        positions = positions.to(self.device)
-        self._numerator += scatter_patches((patches * self.weight)[None], positions[None], self.shape)[0]
-        weights = self.weight.expand(patches.shape).contiguous()
-        self._denominator += scatter_patches(weights[None], positions[None], self.shape)[0]
+        numerator, denominator = _weighted_sums(
+            patches.to(self.device, self._numerator.dtype), positions.to(self.device), self.weight, self.shape
+        )
+        self._numerator += numerator
+        self._denominator += denominator
 
     def result(self, threshold: float = 1e-3) -> StitchedObject:
         """The stitched object; pixels with weight sum <= ``threshold`` are flagged uncovered."""
@@ -175,12 +184,10 @@ class GrowingStitcher:
     def add(self, patches: torch.Tensor, positions: np.ndarray) -> None:
         """Stitch patches ``(k, N, N)`` at ``(k, 2)`` scan positions."""
         self._fit(positions)
-        where = torch.from_numpy(positions - self.origin).to(self.device)[None]
-        weights = self.weight.expand(patches.shape).contiguous()
-        self.numerator += scatter_patches(
-            (patches.to(torch.complex64) * self.weight)[None], where, self.shape
-        )[0]
-        self.denominator += scatter_patches(weights[None], where, self.shape)[0]
+        where = torch.from_numpy(positions - self.origin).to(self.device)
+        numerator, denominator = _weighted_sums(patches.to(torch.complex64), where, self.weight, self.shape)
+        self.numerator += numerator
+        self.denominator += denominator
 
     def hand_over(self, obj: np.ndarray, illumination: np.ndarray, origin: np.ndarray) -> None:
         """Take a refined region (on a canvas placed at ``origin``) where it is well lit."""

@@ -36,6 +36,7 @@ import torch
 
 from ..io import ScanFileError, atomic_path, write_json, write_npz
 from ..io.reconstruction import write_reconstruction_npz
+from ..io.safety import HDF5_SIGNATURE
 from ..io.stream import open_stream
 from ..models.batching import bucket_sizes, padded
 from ..physics import GrowingStitcher, probe_weight
@@ -281,6 +282,15 @@ class _Network:
         return cls(str(path), module, size, block_size, None if per_scan else float(module.input_scale))
 
 
+def _may_become_followable(path: Path) -> bool:
+    """A folder, an empty file or an HDF5 file (its writer not yet in SWMR mode)."""
+    if path.is_dir():
+        return True
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    return len(head) < 8 or head == HDF5_SIGNATURE
+
+
 def _open_when_ready(source: str | Path, keys: dict, timeout_s: float, log: Callable[[str], None]):
     """The source, waited for up to ``timeout_s`` when it does not exist yet (watch started first)."""
     deadline = time.time() + timeout_s
@@ -290,7 +300,9 @@ def _open_when_ready(source: str | Path, keys: dict, timeout_s: float, log: Call
             try:
                 return open_stream(source, **keys)
             except ScanFileError:
-                if time.time() > deadline:
+                # an HDF5 file being created (or an empty one) may become followable; any
+                # other file will not: say so now, not after the timeout
+                if time.time() > deadline or not _may_become_followable(Path(source)):
                     raise
         elif time.time() > deadline:
             raise ScanFileError(f"did not appear within {timeout_s:g} s (--idle-timeout)", source=str(source))
@@ -398,6 +410,10 @@ def watch(
             "latency_p99_s": float(np.percentile(lat, 99)) if lat.size else None,
             "backlog": stream.backlog(),
             "max_backlog": max_backlog,
+            "refine": options.refine,
+            "refine_probe": options.refine_probe,
+            "refine_window": options.refine_window,
+            "block_size": block_size,
             "refinement_rounds": refiner.rounds if refiner else 0,
             "refined_pixels": int((state.mosaic.refined_weight > 0).sum()),
             "refinement_error": refiner.error if refiner else None,

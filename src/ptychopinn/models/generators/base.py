@@ -55,17 +55,20 @@ class Generator(nn.Module):
         """N must be a multiple of this for ``config`` (1: any even N)."""
         return 1
 
+    @staticmethod
+    def shared_options(config: ModelConfig) -> dict[str, Any]:
+        """The ``model`` options every generator takes: width, depth, modes, amplitude_max."""
+        return {
+            "width": config.width,
+            "depth": config.depth,
+            "modes": config.modes,
+            "amplitude_max": config.amplitude_max,
+        }
+
     @classmethod
     def from_config(cls, config: ModelConfig, channels: int, size: int) -> Generator:
         """The generator for C = ``channels`` patterns of N = ``size`` pixels."""
-        return cls(
-            channels=channels,
-            size=size,
-            width=config.width,
-            depth=config.depth,
-            modes=config.modes,
-            amplitude_max=config.amplitude_max,
-        )
+        return cls(channels=channels, size=size, **cls.shared_options(config))
 
     def pretrained_target(self, source: nn.Module) -> nn.Module:
         """The part of this network that ``source``'s weights fit (default: all of it)."""

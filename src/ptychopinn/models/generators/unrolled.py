@@ -79,10 +79,7 @@ class UnrolledGenerator(Generator):
         return cls(
             channels=channels,
             size=size,
-            width=config.width,
-            depth=config.depth,
-            modes=config.modes,
-            amplitude_max=config.amplitude_max,
+            **cls.shared_options(config),
             iterations=config.unroll_steps,
             corrections=config.unroll_corrections,
         )
