@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from ..config import RunConfig
 from ..data import CorpusConfig, CorpusSampler, SimulatedCorpus
-from ..io import ScanFileError, read_ptychodus_product, read_scan, write_json
+from ..io import ScanFileError, read_ptychodus_product, read_scan, write_json, write_text
 from ..io.ptychodus import hdf5_kind
 from ..models import build_module
 from ..simulate import PROBE_KINDS, SimulationConfig
@@ -43,7 +43,6 @@ from .training import (
     log,
     metrics_csv_of,
     resolve_resume,
-    write_text_atomic,
 )
 
 #: Held-out items are drawn from this far into the corpus: never reached by training.
@@ -154,7 +153,7 @@ def pretrain(
         output_dir, command="pretrain", overwrite=overwrite, resume=resume is not None,
         inputs=[probe_file, run.training.init_from],
     )  # fmt: skip
-    write_text_atomic(output_dir / "config.yaml", run.to_yaml())
+    write_text(output_dir / "config.yaml", run.to_yaml())
     described = {**asdict(pretrain_config), "pattern_size": size}
     write_json(output_dir / "pretrain.json", described)
     L.seed_everything(execution.seed, workers=True, verbose=False)

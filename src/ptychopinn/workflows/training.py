@@ -344,7 +344,6 @@ def final_metrics(trainer: L.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
 
 
-write_text_atomic = write_text  # the name the workflows use
 
 
 def train(
@@ -392,7 +391,7 @@ def train(
         inputs=[config.data.train_data, config.data.test_data, config.data.probe, config.training.init_from,
                 *inputs],
     )  # fmt: skip
-    write_text_atomic(output_dir / "config.yaml", config.to_yaml())
+    write_text(output_dir / "config.yaml", config.to_yaml())
     for note in data.notes:
         log.warning(note)
     has_validation = data.validation is not None
