@@ -1,16 +1,16 @@
 """Run configuration as frozen dataclasses: data, model, training and execution.
 
-Every field is validated when the dataclass is built (a ``ValueError`` naming the section,
-the field and the value); nothing global is ever mutated. Precedence when assembling a run:
-defaults < a YAML/JSON file < command-line flags (:func:`load_run_config`).
+Every section is an :class:`~ptychopinn.options.Options`: each field is validated from its
+declaration when the dataclass is built (a ``ValueError`` naming the section, the field and
+the value); nothing global is ever mutated. Precedence when assembling a run: defaults < a
+YAML/JSON file < command-line flags (:func:`load_run_config`).
 
-This module depends on nothing else in the package.
+This module imports the option declarations and the registries; the holdout-region syntax
+and the bounded reading of a configuration file are imported where they are used.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from .options import option
+from .options import Options, option
+from .registry import GENERATORS
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
@@ -34,71 +35,14 @@ PROBE_CALIBRATIONS = ("auto", "none", "mean_counts")
 OVERLAP_WINDOWS = ("probe", "disk")
 
 
-def _generator_names() -> tuple[str, ...]:
-    """The registered generators' names (the registry in :mod:`ptychopinn.models.generators`).
-
-    Read when a :class:`ModelConfig` is validated, not when this module is imported: the
-    registry imports every generator module (and torch).
-    """
-    from .models.generators import list_generators
-
-    return list_generators()
-
-
 def __getattr__(name: str) -> Any:
     if name == "GENERATOR_NAMES":  # kept for callers of the former constant
-        return _generator_names()
+        return GENERATORS.names()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class _Section:
-    """Validation helpers shared by the config sections."""
-
-    _section = "config"
-
-    def _fail(self, name: str, message: str) -> None:
-        value = getattr(self, name)
-        raise ValueError(f"{self._section}.{name} = {value!r}: {message}")
-
-    def _int(self, name: str, minimum: int | None = None, optional: bool = False) -> None:
-        value = getattr(self, name)
-        if value is None and optional:
-            return
-        if isinstance(value, bool) or not isinstance(value, int):
-            self._fail(name, "must be an integer")
-        if minimum is not None and value < minimum:
-            self._fail(name, f"must be >= {minimum}")
-
-    def _float(
-        self,
-        name: str,
-        minimum: float | None = None,
-        strict: bool = False,
-        optional: bool = False,
-        maximum: float | None = None,
-    ) -> None:
-        value = getattr(self, name)
-        if value is None and optional:
-            return
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            self._fail(name, "must be a finite number")
-        if minimum is not None and (value <= minimum if strict else value < minimum):
-            self._fail(name, f"must be {'>' if strict else '>='} {minimum}")
-        if maximum is not None and value >= maximum:
-            self._fail(name, f"must be < {maximum}")
-        object.__setattr__(self, name, float(value))
-
-    def _choice(self, name: str, choices: tuple[str, ...]) -> None:
-        if getattr(self, name) not in choices:
-            self._fail(name, f"must be one of {', '.join(choices)}")
-
-    def _bool(self, name: str) -> None:
-        if not isinstance(getattr(self, name), bool):
-            self._fail(name, "must be true or false")
-
-
 @dataclass(frozen=True)
-class DataConfig(_Section):
+class DataConfig(Options):
     """Which scans to use and how positions are grouped (docs/conventions.md, "Grouping").
 
     Attributes
@@ -130,16 +74,18 @@ class DataConfig(_Section):
         (:mod:`ptychopinn.data.holdout`); ``infer --held-out`` reconstructs it.
     """
 
-    _section = "data"
+    section = "data"
     train_data: str | None = option(
         None, "training scan (NPZ, CXI, or a ptychodus directory)", metavar="FILE", scan_data=True,
-        flags=("--train-data", "--train_data_file", "--train-data-file"),
+        flags=("--train-data", "--train_data_file", "--train-data-file"), path=True,
     )  # fmt: skip
     test_data: str | None = option(
         None, "validation scan (optional)", metavar="FILE", scan_data=True,
-        flags=("--test-data", "--test_data_file", "--test-data-file"),
+        flags=("--test-data", "--test_data_file", "--test-data-file"), path=True,
     )  # fmt: skip
-    gridsize: int = option(1, "g: groups of C = g^2 neighbouring positions", flags=("--gridsize",), minimum=1)
+    gridsize: int = option(
+        1, "g: groups of C = g^2 neighbouring positions", flags=("--gridsize",), minimum=1, maximum=8
+    )
     n_groups: int | None = option(
         None, "groups per scan", flags=("--n-groups", "--n_groups", "--n-images", "--n_images"),
         minimum=1, default_text="one per position", scan_data=True,
@@ -154,16 +100,16 @@ class DataConfig(_Section):
     )  # fmt: skip
     val_fraction: float = option(
         0.0, "without --test-data, fraction of positions held out for validation",
-        flags=("--val-fraction",), minimum=0.0, scan_data=True,
+        flags=("--val-fraction",), minimum=0.0, maximum=1.0, exclusive_maximum=True, scan_data=True,
     )  # fmt: skip
     detector_bin: int = option(
         1, "bin F x F detector pixels: N/F per pattern, counts kept, object pixel unchanged, field "
         "of view / F (the probe must fit it); infer bins alike", flags=("--bin", "--detector-bin"),
-        metavar="F", minimum=1, scan_data=True,
+        metavar="F", minimum=1, maximum=16, scan_data=True,
     )  # fmt: skip
     probe: str | None = option(
         None, "probe replacing the scan's guess: reconstruct's reconstruction.npz (refined modes), "
-        "a scan file or a .npy array", flags=("--probe",), metavar="FILE", scan_data=True,
+        "a scan file or a .npy array", flags=("--probe",), metavar="FILE", scan_data=True, path=True,
     )  # fmt: skip
     holdout_region: str | None = option(
         None, "hold out a contiguous block of positions (e.g. right:0.25) from training and "
@@ -171,35 +117,17 @@ class DataConfig(_Section):
         metavar="SIDE:FRACTION", scan_data=True,
     )  # fmt: skip
 
-    def __post_init__(self) -> None:
-        for name in ("train_data", "test_data", "probe"):
-            value = getattr(self, name)
-            if value is not None and not isinstance(value, (str, os.PathLike)):
-                self._fail(name, "must be a file path")
-            if value is not None:
-                object.__setattr__(self, name, os.fspath(value))
-        self._int("gridsize", 1)
-        if self.gridsize > 8:
-            self._fail("gridsize", "must be <= 8 (C = g^2 patterns per group)")
-        self._int("n_groups", 1, optional=True)
-        self._int("k_neighbors", 1, optional=True)
+    def check(self) -> None:
         if self.k_neighbors is not None and self.k_neighbors < self.gridsize**2 - 1:
-            self._fail(
-                "k_neighbors",
-                f"must be >= C - 1 = {self.gridsize**2 - 1} for gridsize {self.gridsize}",
-            )
-        self._float("photons_per_pattern", 0.0, strict=True, optional=True)
-        self._float("val_fraction", 0.0, maximum=1.0)
-        self._int("detector_bin", 1)
-        if self.detector_bin > 16:
-            self._fail("detector_bin", "must be <= 16")
+            needed = self.gridsize**2 - 1
+            self.fail("k_neighbors", f"must be >= C - 1 = {needed} for gridsize {self.gridsize}")
         if self.holdout_region is not None:
             from .data.holdout import parse_holdout_region
 
             try:
                 parse_holdout_region(self.holdout_region)
             except ValueError as exc:
-                self._fail("holdout_region", str(exc).split(": ", 1)[-1])
+                self.fail("holdout_region", str(exc).split(": ", 1)[-1])
 
     @property
     def channels(self) -> int:
@@ -208,7 +136,7 @@ class DataConfig(_Section):
 
 
 @dataclass(frozen=True)
-class ModelConfig(_Section):
+class ModelConfig(Options):
     """The generator network and the physics layer around it.
 
     Attributes
@@ -239,17 +167,19 @@ class ModelConfig(_Section):
         Merge window of the overlap constraint: ``probe`` (|P|^2 / max) or ``disk``.
     """
 
-    _section = "model"
+    section = "model"
     generator: str = option(
-        "fno", "generator network", flags=("--generator",),
+        "fno", "generator network", flags=("--generator",), choices=GENERATORS,
         default_text="fno, the best measured",
     )  # fmt: skip  (best measured: docs/benchmarks.md)
     width: int = option(16, "network width / filter scale", flags=("--width",), minimum=1)
-    depth: int = option(3, "stages or spectral blocks", flags=("--depth",), minimum=1)
+    depth: int = option(3, "stages or spectral blocks", flags=("--depth",), minimum=1, maximum=6)
     modes: int = option(12, "Fourier modes of spectral layers", flags=("--modes",), minimum=1)
-    amplitude_max: float = option(2.0, "object amplitudes lie in (0, this)")
+    amplitude_max: float = option(
+        2.0, "object amplitudes lie in (0, this)", minimum=0.0, exclusive_minimum=True
+    )
     unroll_steps: int = option(
-        4, "unrolled generator: data-consistency steps", flags=("--unroll-steps",), minimum=0
+        4, "unrolled generator: data-consistency steps", flags=("--unroll-steps",), minimum=0, maximum=64
     )
     unroll_corrections: bool = option(
         True, "unrolled generator: a learned correction after each step", flags=("--unroll-corrections",)
@@ -261,25 +191,9 @@ class ModelConfig(_Section):
     )  # fmt: skip
     overlap_window: str = option("probe", "merge window of the overlap constraint", choices=OVERLAP_WINDOWS)
 
-    def __post_init__(self) -> None:
-        self._choice("generator", _generator_names())
-        self._int("width", 1)
-        self._int("depth", 1)
-        if self.depth > 6:
-            self._fail("depth", "must be <= 6")
-        self._int("modes", 1)
-        self._float("amplitude_max", 0.0, strict=True)
-        self._int("unroll_steps", 0)
-        if self.unroll_steps > 64:
-            self._fail("unroll_steps", "must be <= 64")
-        self._bool("unroll_corrections")
-        self._bool("probe_trainable")
-        self._choice("probe_calibration", PROBE_CALIBRATIONS)
-        self._choice("overlap_window", OVERLAP_WINDOWS)
-
 
 @dataclass(frozen=True)
-class TrainingConfig(_Section):
+class TrainingConfig(Options):
     """What is optimised and for how long.
 
     Attributes
@@ -304,50 +218,43 @@ class TrainingConfig(_Section):
         model); its architecture (``model`` section) replaces the configured one.
     """
 
-    _section = "training"
+    section = "training"
     epochs: int = option(
         50, "maximum epochs", flags=("--epochs", "--max_epochs", "--max-epochs", "--nepochs"), minimum=1
     )
     time_budget_s: float | None = option(
         None, "stop training after this many seconds", flags=("--time-budget",), metavar="SECONDS",
-        minimum=0.0, exclusive_minimum=True,
+        minimum=0.0, exclusive_minimum=True, maximum=1e9, exclusive_maximum=True,  # < 32 years
     )  # fmt: skip
     max_steps: int | None = option(
         None, "stop after this many optimiser steps", flags=("--max-steps",), minimum=1
     )
     init_from: str | None = option(
         None, "start from a (pretrained) model bundle's network weights; its architecture is used",
-        flags=("--init-from",), metavar="BUNDLE",
+        flags=("--init-from",), metavar="BUNDLE", path=True,
     )  # fmt: skip
     loss: str = option("poisson", "loss", flags=("--loss",), choices=LOSSES)
     mae_weight: float = option(
         1.0, "weight of the amplitude MAE in poisson+mae", flags=("--mae-weight",), minimum=0.0
     )
     probe_learning_rate: float | None = option(
-        None, "learning rate of a trainable probe (None: the network's)"
+        None, "learning rate of a trainable probe (None: the network's)", minimum=0.0, exclusive_minimum=True
     )
-    weight_decay: float = option(0.0, "AdamW weight decay of the network")
+    weight_decay: float = option(0.0, "AdamW weight decay of the network", minimum=0.0)
 
-    def __post_init__(self) -> None:
-        self._int("epochs", 1)
-        self._float("time_budget_s", 0.0, strict=True, optional=True, maximum=1e9)  # < 32 years
-        self._choice("loss", LOSSES)
-        self._float("mae_weight", 0.0)
-        self._float("probe_learning_rate", 0.0, strict=True, optional=True)
-        self._float("weight_decay", 0.0)
-        self._int("max_steps", 1, optional=True)
-        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
-            self._fail("init_from", "must be the path of a model bundle")
+    def check(self) -> None:
+        if self.init_from == "":
+            self.fail("init_from", "must be the path of a model bundle")
 
 
 @dataclass(frozen=True)
-class ExecutionConfig(_Section):
+class ExecutionConfig(Options):
     """How training runs: every field reaches the Trainer, the DataLoader or the optimiser.
 
     See ``docs/configuration.md`` for each field and the object it reaches.
     """
 
-    _section = "execution"
+    section = "execution"
     accelerator: str = option(
         "auto", "auto (a GPU when present), cpu, gpu, cuda, mps, tpu (--device: upstream's spelling)",
         flags=("--accelerator", "--device"), choices=ACCELERATORS, default_text="",
@@ -360,12 +267,13 @@ class ExecutionConfig(_Section):
     )
     strategy: str = option("auto", "Lightning strategy", flags=("--strategy",), choices=STRATEGIES)
     precision: str = option(
-        "32-true", "Lightning precision: 32-true, 16-mixed, bf16-mixed, 64-true, ...", flags=("--precision",)
+        "32-true", "Lightning precision: 32-true, 16-mixed, bf16-mixed, 64-true, ...", flags=("--precision",),
+        choices=PRECISIONS + tuple(_PRECISION_ALIASES), metavar="PRECISION",
     )
     deterministic: bool = option(
         False, "deterministic algorithms: bit-identical CPU runs for a seed", flags=("--deterministic",)
     )
-    seed: int = option(0, "fixes splits, grouping, initialisation", flags=("--seed",))
+    seed: int = option(0, "fixes splits, grouping, initialisation", flags=("--seed",), minimum=0)
     gradient_clip_val: float | None = option(
         None, "clip gradients at this value", flags=("--gradient-clip-val",), minimum=0.0, default_text="off"
     )
@@ -376,7 +284,9 @@ class ExecutionConfig(_Section):
     accumulate_grad_batches: int = option(
         1, "accumulate gradients over this many batches", flags=("--accumulate-grad-batches",), minimum=1
     )
-    num_workers: int = option(0, "DataLoader worker processes", flags=("--num-workers", "--num_workers"))
+    num_workers: int = option(
+        0, "DataLoader worker processes", flags=("--num-workers", "--num_workers"), minimum=0
+    )
     pin_memory: bool = option(False, "pin DataLoader memory (for GPU training)", flags=("--pin-memory",))
     learning_rate: float = option(
         1e-3, "AdamW learning rate", flags=("--learning-rate", "--learning_rate", "--lr"),
@@ -404,7 +314,7 @@ class ExecutionConfig(_Section):
     checkpoint_every_n_epochs: int = option(
         1, "checkpoint every n epochs", flags=("--checkpoint-every",), metavar="EPOCHS", minimum=1
     )
-    save_top_k: int = option(1, "best checkpoints to keep (-1: all)", flags=("--save-top-k",))
+    save_top_k: int = option(1, "best checkpoints to keep (-1: all)", flags=("--save-top-k",), minimum=-1)
     monitor: str = option(
         "auto", "metric for best checkpoints", flags=("--monitor",),
         default_text="auto: val_loss, else train_loss",
@@ -417,39 +327,19 @@ class ExecutionConfig(_Section):
         10, "logging interval in steps", flags=("--log-every-n-steps",), minimum=1
     )
 
-    def __post_init__(self) -> None:
+    def normalise(self) -> None:
         if isinstance(self.accelerator, str):
-            object.__setattr__(self, "accelerator", self.accelerator.lower())
-        self._choice("accelerator", ACCELERATORS)
+            self._set("accelerator", self.accelerator.lower())
+        if isinstance(self.precision, (str, int)) and not isinstance(self.precision, bool):
+            precision = str(self.precision)
+            self._set("precision", _PRECISION_ALIASES.get(precision, precision))
+
+    def check(self) -> None:
         self._validate_devices()
-        self._int("num_nodes", 1)
-        self._choice("strategy", STRATEGIES)
-        precision = str(self.precision)
-        object.__setattr__(self, "precision", _PRECISION_ALIASES.get(precision, precision))
-        self._choice("precision", PRECISIONS)
-        self._bool("deterministic")
-        self._int("seed", 0)
-        self._float("gradient_clip_val", 0.0, optional=True)
-        self._choice("gradient_clip_algorithm", ("norm", "value"))
-        self._int("accumulate_grad_batches", 1)
-        self._int("num_workers", 0)
-        self._bool("pin_memory")
-        self._float("learning_rate", 0.0, strict=True)
-        self._choice("scheduler", SCHEDULERS)
-        self._int("batch_size", 1)
-        self._int("inference_batch_size", 1)
-        self._choice("logger", LOGGERS)
-        if self.mlflow_tracking_uri is not None and (
-            not isinstance(self.mlflow_tracking_uri, str) or not self.mlflow_tracking_uri.strip()
-        ):
-            self._fail("mlflow_tracking_uri", "must be a URI such as http://host:5000 or sqlite:///runs.db")
-        self._bool("progress_bar")
-        self._int("checkpoint_every_n_epochs", 1)
-        self._int("save_top_k", -1)
-        if not isinstance(self.monitor, str) or not self.monitor:
-            self._fail("monitor", "must be a metric name such as val_loss, or auto")
-        self._int("early_stopping_patience", 1, optional=True)
-        self._int("log_every_n_steps", 1)
+        if self.mlflow_tracking_uri is not None and not self.mlflow_tracking_uri.strip():
+            self.fail("mlflow_tracking_uri", "must be a URI such as http://host:5000 or sqlite:///runs.db")
+        if not self.monitor:
+            self.fail("monitor", "must be a metric name such as val_loss, or auto")
 
     def _validate_devices(self) -> None:
         devices = self.devices
@@ -462,20 +352,20 @@ class ExecutionConfig(_Section):
                     [int(part) for part in text.split(",") if part.strip()] if "," in text else int(text)
                 )
             except ValueError:
-                self._fail("devices", "must be auto, a count (-1 for all), or a list of indices like 0,1")
-            object.__setattr__(self, "devices", tuple(parsed) if isinstance(parsed, list) else parsed)
+                self.fail("devices", "must be auto, a count (-1 for all), or a list of indices like 0,1")
+            self._set("devices", tuple(parsed) if isinstance(parsed, list) else parsed)
             devices = self.devices
         if isinstance(devices, list):
-            object.__setattr__(self, "devices", tuple(devices))
+            self._set("devices", tuple(devices))
             devices = self.devices
         if isinstance(devices, tuple):
             if not devices or not all(
                 isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices
             ):
-                self._fail("devices", "a list of devices must hold indices >= 0")
+                self.fail("devices", "a list of devices must hold indices >= 0")
             return
         if isinstance(devices, bool) or not isinstance(devices, int) or (devices < 1 and devices != -1):
-            self._fail("devices", "must be auto, a count >= 1 (or -1 for all), or a list of indices")
+            self.fail("devices", "must be auto, a count >= 1 (or -1 for all), or a list of indices")
 
     def resolved_monitor(self, has_validation: bool) -> str:
         """The metric checkpoints and early stopping watch (``auto``: val_loss or train_loss)."""
@@ -484,56 +374,31 @@ class ExecutionConfig(_Section):
         return "val_loss" if has_validation else "train_loss"
 
 
-_SECTIONS = {
-    "data": DataConfig,
-    "model": ModelConfig,
-    "training": TrainingConfig,
-    "execution": ExecutionConfig,
-}
-
-
 @dataclass(frozen=True)
-class RunConfig:
-    """A whole run: one frozen dataclass per concern."""
+class RunConfig(Options):
+    """A whole run: one options section per concern."""
 
+    section = "run"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
-
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        for name in _SECTIONS:
-            section = dataclasses.asdict(getattr(self, name))
-            out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
-        return out
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "configuration") -> RunConfig:
         return cls().updated(values, source=source)
 
     def updated(self, values: dict[str, Any], *, source: str = "configuration") -> RunConfig:
-        """A copy with the given ``{section: {field: value}}`` applied (unknown keys refused)."""
+        """A copy with the given ``{section: {field: value}}`` applied (unknown keys refused).
+
+        A section given as None (an empty heading in a YAML file) changes nothing.
+        """
         if not isinstance(values, dict):
             raise ValueError(f"{source}: expected a mapping of sections, got {type(values).__name__}")
-        sections = {}
         for name, section_values in values.items():
-            if name not in _SECTIONS:
-                raise ValueError(f"{source}: unknown section '{name}' (known: {', '.join(_SECTIONS)})")
-            if section_values is None:
-                continue
-            if not isinstance(section_values, dict):
+            if section_values is not None and not isinstance(section_values, dict):
                 raise ValueError(f"{source}: section '{name}' must be a mapping")
-            section_cls = _SECTIONS[name]
-            known = {f.name for f in dataclasses.fields(section_cls)}
-            unknown = sorted(set(section_values) - known)
-            if unknown:
-                raise ValueError(
-                    f"{source}: unknown field(s) {', '.join(unknown)} in section '{name}' "
-                    f"(known: {', '.join(sorted(known))})"
-                )
-            sections[name] = dataclasses.replace(getattr(self, name), **section_values)
-        return dataclasses.replace(self, **sections)
+        return super().updated({k: v for k, v in values.items() if v is not None}, source=source)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

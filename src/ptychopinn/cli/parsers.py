@@ -13,7 +13,6 @@ from ..workflows import (
     ACCELERATORS,
     GENERATOR_NAMES,
     OBJECT_KINDS,
-    OPTIMIZERS,
     REFINE_LOSSES,
     SOLVERS,
     CorpusConfig,
@@ -393,7 +392,7 @@ def add_reconstruct(sub: argparse._SubParsersAction) -> None:
     )
     rec.add_argument(
         "--optimizer",
-        choices=OPTIMIZERS,
+        choices=("auto", *SOLVERS.names()),
         default=d.optimizer,
         help="auto (default: preconditioned with --refine-probe, else lbfgs), preconditioned "
         "(PIE/LSQML-class minibatch updates), lbfgs or adam",

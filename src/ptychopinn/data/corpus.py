@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..options import Options, option
 from ..physics import diffraction_intensity, extract_patches
 from ..simulate.objects import OBJECT_KINDS, make_object
 
@@ -34,7 +35,7 @@ CORPUS_LENGTH = 2**62
 
 
 @dataclass(frozen=True)
-class CorpusConfig:
+class CorpusConfig(Options):
     """What the on-the-fly corpus draws from (ranges are inclusive, drawn uniformly).
 
     Attributes
@@ -59,35 +60,41 @@ class CorpusConfig:
         Fixes every item; None draws a fresh corpus each time.
     """
 
-    gridsize: int = 1
-    object_kinds: tuple[str, ...] = OBJECT_KINDS
-    phase_range: tuple[float, float] = (0.5, math.pi)
-    amplitude_min: tuple[float, float] = (0.4, 1.0)
-    photons: tuple[float, float] = (1e4, 1e8)
-    step_fraction: tuple[float, float] = (0.125, 0.75)
-    jitter_px: float = 0.5
-    samples_per_epoch: int = 2048
-    seed: int | None = 0
+    section = "corpus"
+    gridsize: int = option(1, "g: items hold g^2 neighbouring positions", minimum=1, maximum=8)
+    object_kinds: tuple[str, ...] = option(
+        OBJECT_KINDS, "object classes drawn from", flags=("--object-kinds",), choices=OBJECT_KINDS,
+        default_text="all",
+    )  # fmt: skip
+    phase_range: tuple[float, float] = option(
+        (0.5, math.pi), "range of phase range (rad)", flags=("--phase-range",), minimum=0.0,
+        metavar=("LOW", "HIGH"),
+    )  # fmt: skip
+    amplitude_min: tuple[float, float] = option(
+        (0.4, 1.0), "range of amplitude min", flags=("--amplitude-min",), minimum=0.0, maximum=1.0,
+        metavar=("LOW", "HIGH"),
+    )  # fmt: skip
+    photons: tuple[float, float] = option(
+        (1e4, 1e8), "range of photons", flags=("--photons",), minimum=0.0, exclusive_minimum=True,
+        metavar=("LOW", "HIGH"),
+    )  # fmt: skip
+    step_fraction: tuple[float, float] = option(
+        (0.125, 0.75), "range of step fraction", flags=("--step-fraction",), minimum=0.0,
+        exclusive_minimum=True, metavar=("LOW", "HIGH"),
+    )  # fmt: skip
+    jitter_px: float = option(0.5, "random displacement of each position, pixels", minimum=0.0)
+    samples_per_epoch: int = option(2048, "items per epoch", flags=("--samples-per-epoch",), minimum=1)
+    seed: int | None = option(
+        0, "fixes every simulated item", flags=("--corpus-seed",), minimum=0, metavar="SEED"
+    )
 
-    def __post_init__(self) -> None:
-        if not (isinstance(self.gridsize, int) and self.gridsize >= 1):
-            raise ValueError(f"corpus.gridsize = {self.gridsize!r}: must be an integer >= 1")
-        unknown = [k for k in self.object_kinds if k not in OBJECT_KINDS]
-        if not self.object_kinds or unknown:
-            raise ValueError(
-                f"corpus.object_kinds = {self.object_kinds!r}: choose from {', '.join(OBJECT_KINDS)}"
-            )
-        for name, low_limit in (("phase_range", 0.0), ("amplitude_min", 0.0), ("photons", 0.0),
-                                ("step_fraction", 0.0)):  # fmt: skip
+    def check(self) -> None:
+        if not self.object_kinds:
+            self.fail("object_kinds", f"choose from {', '.join(OBJECT_KINDS)}")
+        for name in ("phase_range", "amplitude_min", "photons", "step_fraction"):
             low, high = getattr(self, name)
-            if not (math.isfinite(low) and math.isfinite(high) and low_limit <= low <= high):
-                raise ValueError(
-                    f"corpus.{name} = {(low, high)!r}: must be finite with {low_limit} <= low <= high"
-                )
-        if self.photons[0] <= 0 or self.amplitude_min[1] > 1.0 or self.step_fraction[0] <= 0:
-            raise ValueError("corpus: photons and step_fraction must be > 0, amplitude_min <= 1")
-        if not self.samples_per_epoch >= 1:
-            raise ValueError(f"corpus.samples_per_epoch = {self.samples_per_epoch!r}: must be >= 1")
+            if low > high:
+                self.fail(name, "must be (low, high) with low <= high")
 
 
 class SimulatedCorpus(Dataset):

@@ -4,23 +4,23 @@ A format module ends with::
 
     register_format(ScanFormat(name="mine", detect=..., read=..., contents=...))
 
-and :func:`load_formats` imports every module of :mod:`ptychopinn.io`, so a new format is one
+and the registry (:data:`ptychopinn.registry.SCAN_FORMATS`) imports every module of
+:mod:`ptychopinn.io` on first use, so a new format is one
 new module (nothing else to edit): :func:`~ptychopinn.io.formats.read_scan`,
 :func:`~ptychopinn.io.formats.detect_format`, ``inspect`` and every command pick it up.
 Detection runs in ``order`` (lowest first) and looks at the content, not the name, except for
 formats that are described by their name (scan descriptions).
 
-This module depends on nothing else in the package.
+This module depends on nothing else in the package but the registry.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from ..registry import SCAN_FORMATS
 
 if TYPE_CHECKING:
     from .scan import Scan
@@ -69,44 +69,29 @@ class ScanFormat:
     order: int = 50
 
 
-_FORMATS: dict[str, ScanFormat] = {}
-_LOADED: list[bool] = []
-
-
 def register_format(scan_format: ScanFormat) -> ScanFormat:
-    """Register a format (its module calls this at import).
+    """Register a format in :data:`ptychopinn.registry.SCAN_FORMATS` (its module calls this).
 
     Raises
     ------
     ValueError
         Its name, or one of its suffixes, is taken by another format.
     """
-    if scan_format.name in _FORMATS and _FORMATS[scan_format.name] != scan_format:
-        raise ValueError(f"scan format '{scan_format.name}' is registered twice")
-    for other in _FORMATS.values():
+    for name, other in SCAN_FORMATS._items.items():
         clash = set(other.suffixes) & set(scan_format.suffixes)
-        if other.name != scan_format.name and clash:
+        if name != scan_format.name and clash:
             raise ValueError(f"suffix {sorted(clash)[0]} of '{scan_format.name}' is taken by '{other.name}'")
-    _FORMATS[scan_format.name] = scan_format
-    return scan_format
+    return SCAN_FORMATS.register(scan_format.name, scan_format)
 
 
 def load_formats() -> None:
     """Import every module of :mod:`ptychopinn.io` once (each registers its formats)."""
-    if _LOADED:
-        return
-    package = __name__.rpartition(".")[0]
-    path = [os.path.dirname(__file__)]
-    for info in sorted(pkgutil.iter_modules(path), key=lambda module: module.name):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{package}.{info.name}")
-    _LOADED.append(True)
+    SCAN_FORMATS.discover()
 
 
 def list_formats() -> tuple[ScanFormat, ...]:
     """Every registered format, in detection order."""
-    load_formats()
-    return tuple(sorted(_FORMATS.values(), key=lambda f: (f.order, f.name)))
+    return tuple(sorted((f for _, f in SCAN_FORMATS.items()), key=lambda f: (f.order, f.name)))
 
 
 def get_format(name: str) -> ScanFormat:
@@ -117,9 +102,4 @@ def get_format(name: str) -> ScanFormat:
     ValueError
         No format has that name (the message lists the registered ones).
     """
-    load_formats()
-    try:
-        return _FORMATS[name]
-    except KeyError:
-        known = ", ".join(f.name for f in list_formats())
-        raise ValueError(f"unknown scan format {name!r}; known: {known}") from None
+    return SCAN_FORMATS.get(name)

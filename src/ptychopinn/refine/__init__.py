@@ -8,12 +8,11 @@ from .engine import (
     remove_phase_ramp,
 )
 from .loop import RefinementProgress
-from .options import OPTIMIZERS, PARAMETERIZATIONS, REFINE_LOSSES, REFINE_SCHEDULERS, RefinementConfig
+from .options import PARAMETERIZATIONS, REFINE_LOSSES, REFINE_SCHEDULERS, RefinementConfig
 from .problem import RefinementProblem, illumination_map, total_variation
 from .solvers import SOLVERS, Solver, register_solver
 
 __all__ = [
-    "OPTIMIZERS",
     "PARAMETERIZATIONS",
     "REFINE_LOSSES",
     "REFINE_SCHEDULERS",

@@ -1,4 +1,4 @@
-"""Options of the physics refinement: one frozen dataclass, validated when built.
+"""Options of the physics refinement: one :class:`~ptychopinn.options.Options`, validated when built.
 
 Options a solver decides for itself (step size, batch size, noise model, when the probe
 starts to move) default to ``None`` and take the solver's own default
@@ -8,17 +8,43 @@ starts to move) default to ``None`` and take the solver's own default
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
+from typing import Any
 
-OPTIMIZERS = ("auto", "preconditioned", "lbfgs", "adam")
+from ..options import Options, option
+from ..registry import SOLVERS
+
 PARAMETERIZATIONS = ("complex", "amplitude_phase")
 REFINE_LOSSES = ("poisson", "gaussian", "amplitude_mae")
 REFINE_SCHEDULERS = ("none", "cosine", "step")
 
 
+def _optimizer_names() -> tuple[str, ...]:
+    """``auto`` and every registered solver (the ``optimizer`` choices)."""
+    return ("auto", *SOLVERS.names())
+
+
+def __getattr__(name: str) -> Any:
+    if name == "OPTIMIZERS":  # kept for callers of the former constant: the registry's names
+        return _optimizer_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _solver_default_text(option_name: str) -> Any:
+    """Help's default for an option each solver decides (``name value`` per solver), when asked."""
+
+    def text() -> str:
+        shown = {None: "by dose"}
+        return "the solver's: " + ", ".join(
+            f"{name} {shown.get(solver.defaults[option_name], solver.defaults[option_name])}"
+            for name, solver in SOLVERS.items()
+        )
+
+    return text
+
+
 @dataclass(frozen=True)
-class RefinementConfig:
+class RefinementConfig(Options):
     """Options of :func:`~ptychopinn.refine.refine_object`.
 
     Attributes
@@ -98,94 +124,88 @@ class RefinementConfig:
         Fixes the minibatch order.
     """
 
-    epochs: int = 1000
-    time_budget_s: float | None = None
-    optimizer: str = "auto"
-    learning_rate: float | None = None
-    batch_size: int | None = None
-    scheduler: str = "none"
-    loss: str | None = None
-    parameterization: str = "complex"
-    calibrate_probe: bool = True
-    refine_probe: bool = False
-    probe_modes: int | None = None
-    new_mode_power: float = 0.1
-    probe_learning_rate: float | None = None
-    probe_start_epoch: int | None = None
-    probe_support_radius_px: float | None = None
-    hold_probe_power: bool = True
-    correct_positions: bool = False
-    position_learning_rate: float = 0.02
-    max_position_shift_px: float = 3.0
-    positions_start_epoch: int = 10
-    refine_background: bool = False
-    tv_weight: float = 0.0
-    convergence_tolerance: float | None = None
-    patience: int = 5
-    lbfgs_iterations: int = 5
-    seed: int = 0
+    section = "refinement"
+    epochs: int = option(1000, "maximum refinement epochs", flags=("--epochs",), minimum=1)
+    time_budget_s: float | None = option(
+        None, "stop refining after this many seconds", flags=("--time-budget",), metavar="SECONDS",
+        minimum=0.0, exclusive_minimum=True,
+    )  # fmt: skip
+    optimizer: str = option(
+        "auto", "auto (preconditioned with --refine-probe, else lbfgs), or a solver: preconditioned "
+        "(PIE/LSQML-class minibatch updates), lbfgs or adam", flags=("--optimizer",),
+        choices=_optimizer_names, default_text="auto",
+    )  # fmt: skip
+    learning_rate: float | None = option(
+        None, "step size", flags=("--learning-rate", "--lr"), minimum=0.0, exclusive_minimum=True,
+        default_text=_solver_default_text("learning_rate"),
+    )  # fmt: skip
+    batch_size: int | None = option(
+        None, "positions per update, or per chunk for lbfgs", flags=("--batch-size",), minimum=1,
+        default_text=_solver_default_text("batch_size"),
+    )  # fmt: skip
+    scheduler: str = option("none", "per-epoch learning-rate schedule (adam)", choices=REFINE_SCHEDULERS)
+    loss: str | None = option(
+        None, "noise model", flags=("--loss",), choices=REFINE_LOSSES,
+        default_text=_solver_default_text("loss"),
+    )  # fmt: skip
+    parameterization: str = option("complex", "optimised variables (lbfgs, adam)", choices=PARAMETERIZATIONS)
+    calibrate_probe: bool = option(
+        True, "scale the probe's power to the measured counts (the factor in reconstruct.json); "
+        "--no-probe-calibration uses the power as given", flags=("--probe-calibration",),
+    )  # fmt: skip
+    refine_probe: bool = option(False, "also refine the probe", flags=("--refine-probe",))
+    probe_modes: int | None = option(
+        None, "with --refine-probe: grow the probe to this many incoherent modes", flags=("--probe-modes",),
+        minimum=1,
+    )  # fmt: skip
+    new_mode_power: float = option(
+        0.1, "share of the probe power given to added modes", minimum=0.0, exclusive_minimum=True,
+        maximum=1.0, exclusive_maximum=True,
+    )  # fmt: skip
+    probe_learning_rate: float | None = option(
+        None, "relative probe step (lbfgs, adam: 0.01; preconditioned: 1)", minimum=0.0,
+        exclusive_minimum=True,
+    )  # fmt: skip
+    probe_start_epoch: int | None = option(None, "first epoch of probe refinement", minimum=0)
+    probe_support_radius_px: float | None = option(
+        None, "with --refine-probe: keep the probe zero outside a centred disk of this radius",
+        flags=("--probe-support-radius",), metavar="PIXELS", minimum=0.0, exclusive_minimum=True,
+    )  # fmt: skip
+    hold_probe_power: bool = option(True, "keep the probe's total power at its calibrated value")
+    correct_positions: bool = option(False, "also refine the scan positions", flags=("--correct-positions",))
+    position_learning_rate: float = option(
+        0.02, "Adam step of the position shifts, pixels", minimum=0.0, exclusive_minimum=True
+    )
+    max_position_shift_px: float = option(
+        3.0, "bound on position corrections", flags=("--max-position-shift",), metavar="PIXELS",
+        minimum=0.0, exclusive_minimum=True,
+    )  # fmt: skip
+    positions_start_epoch: int = option(10, "first epoch of position correction", minimum=0)
+    refine_background: bool = option(
+        False, "also fit an additive background per detector pixel (counts)", flags=("--refine-background",)
+    )
+    tv_weight: float = option(
+        0.0, "total-variation prior weight for low dose", flags=("--tv-weight",), minimum=0.0,
+        default_text="0: off",
+    )  # fmt: skip
+    convergence_tolerance: float | None = option(
+        None, "stop when the loss changes by less than this (relative) for --patience epochs",
+        flags=("--tolerance",), minimum=0.0, exclusive_minimum=True,
+    )  # fmt: skip
+    patience: int = option(5, "epochs of little change before stopping at --tolerance", minimum=1)
+    lbfgs_iterations: int = option(5, "inner iterations per L-BFGS epoch", minimum=1)
+    seed: int = option(0, "fixes minibatch order and training", flags=("--seed",), minimum=0)
 
-    def __post_init__(self) -> None:
-        def fail(name: str, rule: str) -> None:
-            raise ValueError(f"refinement.{name} = {getattr(self, name)!r}: {rule}")
-
-        def is_int(value: object) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        def is_number(value: object) -> bool:
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-        for name in ("epochs", "patience", "lbfgs_iterations"):
-            if not is_int(getattr(self, name)) or getattr(self, name) < 1:
-                fail(name, "must be an integer >= 1")
-        if self.batch_size is not None and (not is_int(self.batch_size) or self.batch_size < 1):
-            fail("batch_size", "must be an integer >= 1, or None")
-        for name in ("positions_start_epoch", "seed"):
-            if not is_int(getattr(self, name)) or getattr(self, name) < 0:
-                fail(name, "must be an integer >= 0")
-        if self.probe_start_epoch is not None and (
-            not is_int(self.probe_start_epoch) or self.probe_start_epoch < 0
-        ):
-            fail("probe_start_epoch", "must be an integer >= 0, or None")
-        for name in ("position_learning_rate", "max_position_shift_px"):
-            if not (is_number(getattr(self, name)) and getattr(self, name) > 0):
-                fail(name, "must be a finite number > 0")
-        for name in (
-            "learning_rate", "time_budget_s", "probe_learning_rate", "convergence_tolerance",
-            "probe_support_radius_px",
-        ):  # fmt: skip
-            value = getattr(self, name)
-            if value is not None and not (is_number(value) and value > 0):
-                fail(name, "must be a finite number > 0, or None")
-        if not (is_number(self.tv_weight) and self.tv_weight >= 0):
-            fail("tv_weight", "must be a finite number >= 0")
-        if not (is_number(self.new_mode_power) and 0 < self.new_mode_power < 1):
-            fail("new_mode_power", "must lie between 0 and 1 (exclusive)")
-        if self.optimizer not in OPTIMIZERS:
-            fail("optimizer", f"must be one of {', '.join(OPTIMIZERS)}")
-        if self.scheduler not in REFINE_SCHEDULERS:
-            fail("scheduler", f"must be one of {', '.join(REFINE_SCHEDULERS)}")
-        if self.loss is not None and self.loss not in REFINE_LOSSES:
-            fail("loss", f"must be one of {', '.join(REFINE_LOSSES)}, or None")
-        if self.parameterization not in PARAMETERIZATIONS:
-            fail("parameterization", f"must be one of {', '.join(PARAMETERIZATIONS)}")
-        if self.probe_modes is not None:
-            if not is_int(self.probe_modes) or self.probe_modes < 1:
-                fail("probe_modes", "must be an integer >= 1, or None")
-            if not self.refine_probe:
-                fail("probe_modes", "adding probe modes needs refine_probe = True")
-        for name in (
-            "refine_probe", "correct_positions", "calibrate_probe", "hold_probe_power", "refine_background",
-        ):  # fmt: skip
-            if not isinstance(getattr(self, name), bool):
-                fail(name, "must be true or false")
+    def check(self) -> None:
+        if self.probe_modes is not None and not self.refine_probe:
+            self.fail("probe_modes", "adding probe modes needs refine_probe = True")
         if self.solver_name() == "preconditioned":
             if self.loss == "amplitude_mae":
-                fail("loss", "the preconditioned solver takes gaussian or poisson; use lbfgs or adam")
+                self.fail("loss", "the preconditioned solver takes gaussian or poisson; use lbfgs or adam")
             if self.parameterization != "complex":
-                fail("parameterization", "the preconditioned solver updates the complex object")
+                self.fail("parameterization", "the preconditioned solver updates the complex object")
             if self.tv_weight > 0:
-                fail("tv_weight", "the preconditioned solver has no TV prior; use optimizer lbfgs or adam")
+                self.fail("tv_weight", "the preconditioned solver has no TV prior; use lbfgs or adam")
 
     def solver_name(self) -> str:
         """The solver that runs: ``optimizer``, with ``auto`` decided by ``refine_probe``."""
@@ -195,8 +215,6 @@ class RefinementConfig:
 
     def resolved(self) -> RefinementConfig:
         """A copy naming its solver, every solver-decided option (``None``) set to its default."""
-        from .solvers import SOLVERS
-
         name = self.solver_name()
         changes = {key: value for key, value in SOLVERS[name].defaults.items() if getattr(self, key) is None}
         return dataclasses.replace(self, optimizer=name, **changes)

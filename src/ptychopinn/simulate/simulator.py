@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -11,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..io import Scan, ScanMetadata
-from ..options import option
+from ..options import Options, option
 from ..physics import diffraction_intensity, extract_patches
 from ..units import energy_ev_to_wavelength_m, object_pixel_size_m
 from .objects import OBJECT_KINDS, make_object
@@ -24,7 +23,7 @@ MAX_OBJECT_BYTES = 4 * 1024**3
 
 
 @dataclass(frozen=True)
-class SimulationConfig:
+class SimulationConfig(Options):
     """Everything that defines a simulated scan; the defaults give the built-in example.
 
     Attributes
@@ -66,9 +65,11 @@ class SimulationConfig:
         Patterns simulated per vectorised block.
     """
 
+    section = "simulation"
     pattern_size: int = option(
-        64, "detector / patch size N in pixels, even", flags=("--patch-size", "-N"), minimum=1, group="scan"
-    )
+        64, "detector / patch size N in pixels, even", flags=("--patch-size", "-N"), minimum=2,
+        group="scan",
+    )  # fmt: skip
     n_positions: int = option(
         576, "number of scan positions", flags=("--n-positions", "--n-images"), minimum=1, group="scan"
     )
@@ -116,56 +117,31 @@ class SimulationConfig:
         75e-6, "detector pixel pitch, m", flags=("--detector-pixel-size",), minimum=0.0,
         exclusive_minimum=True, group="geometry (SI)",
     )  # fmt: skip
-    aperture_fraction: float = 0.5
-    probe_diameter_fraction: float = 1 / 3
-    margin_px: int = 2
+    aperture_fraction: float = option(0.5, "focused probe: pupil radius, fraction of Nyquist", minimum=0.0,
+                                      exclusive_minimum=True)  # fmt: skip
+    probe_diameter_fraction: float = option(
+        1 / 3, "focused probe: defocused spot size, fraction of N", minimum=0.0, exclusive_minimum=True
+    )
+    margin_px: int = option(2, "object pixels beyond the outermost patches", minimum=0)
     include_patches: bool = option(
         False, "also store the ground-truth patch of every position (Y)", flags=("--include-patches",),
         group="scan",
     )  # fmt: skip
-    seed: int = option(0, "fixes object, scan and noise", flags=("--seed",))
-    batch_size: int = 1024
+    seed: int = option(0, "fixes object, scan and noise", flags=("--seed",), minimum=0)
+    batch_size: int = option(1024, "patterns simulated per vectorised block", minimum=1)
 
-    def __post_init__(self) -> None:
-        if self.pattern_size < 2 or self.pattern_size % 2:
-            raise ValueError(f"pattern_size must be even and >= 2, got {self.pattern_size}")
+    def check(self) -> None:
+        if self.pattern_size % 2:
+            self.fail("pattern_size", "must be even")
         if self.pattern_size > MAX_PATTERN_SIZE:
-            raise ValueError(
-                f"pattern_size {self.pattern_size} is larger than the {MAX_PATTERN_SIZE}-pixel "
-                "detectors the simulator makes (one complex probe alone would need "
-                f"{self.pattern_size**2 * 8 / 1024**3:.1f} GiB)"
+            gib = self.pattern_size**2 * 8 / 1024**3
+            self.fail(
+                "pattern_size",
+                f"larger than the {MAX_PATTERN_SIZE}-pixel detectors the simulator makes (one complex "
+                f"probe alone would need {gib:.1f} GiB)",
             )
-        if self.n_positions < 1:
-            raise ValueError(f"n_positions must be >= 1, got {self.n_positions}")
-        if self.object_kind not in OBJECT_KINDS:
-            raise ValueError(
-                f"object_kind must be one of {', '.join(OBJECT_KINDS)}, got '{self.object_kind}'"
-            )
-        if self.scan_kind not in SCAN_KINDS:
-            raise ValueError(f"scan_kind must be one of {', '.join(SCAN_KINDS)}, got '{self.scan_kind}'")
-        positive = (
-            "step_px",
-            "photons_per_pattern",
-            "energy_ev",
-            "detector_distance_m",
-            "detector_pixel_size_m",
-            "batch_size",
-        )
-        for name in positive:
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite positive number, got {value!r}")
-        for name in ("jitter_px", "beamstop_radius_px", "margin_px"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.beamstop_radius_px >= self.pattern_size / 2:
-            raise ValueError(
-                f"beamstop_radius_px {self.beamstop_radius_px} would cover the whole "
-                f"{self.pattern_size}-pixel detector"
-            )
-
-    def replace(self, **changes) -> SimulationConfig:
-        return dataclasses.replace(self, **changes)
+            self.fail("beamstop_radius_px", f"would cover the whole {self.pattern_size}-pixel detector")
 
     @property
     def wavelength_m(self) -> float:

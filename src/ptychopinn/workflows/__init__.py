@@ -18,7 +18,7 @@ from ..data import CorpusConfig
 from ..io import BundleError, FileReport, ScanFileError, ScanValidationError
 from ..models import list_generators
 from ..options import help_with_default, option_fields
-from ..refine import OPTIMIZERS, REFINE_LOSSES, SOLVERS, RefinementConfig, RefinementResult
+from ..refine import REFINE_LOSSES, SOLVERS, RefinementConfig, RefinementResult
 from ..simulate import OBJECT_KINDS, PROBE_KINDS, SCAN_KINDS, SimulationConfig
 from .bundles import LoadedModel, inspect_file, load_model_bundle, save_model_bundle
 from .evaluation import evaluate
@@ -64,7 +64,6 @@ __all__ = [
     "LOGGERS",
     "LOSSES",
     "OBJECT_KINDS",
-    "OPTIMIZERS",
     "SOLVERS",
     "REFINE_LOSSES",
     "PROBE_CALIBRATIONS",

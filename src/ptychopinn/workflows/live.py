@@ -24,7 +24,6 @@ stitched; only the mosaic (and, with ``refine``, the last ``refine_window`` fram
 from __future__ import annotations
 
 import html
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -34,11 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import ACCELERATORS
 from ..io import ScanFileError, atomic_path, write_json, write_npz
 from ..io.reconstruction import write_reconstruction_npz
 from ..io.safety import HDF5_SIGNATURE
 from ..io.stream import open_stream
 from ..models.batching import bucket_sizes, padded
+from ..options import Options, option
 from ..physics import GrowingStitcher, probe_weight
 from ..refine import RefinementConfig, refine_object
 from .bundles import load_model_bundle, resolve_device
@@ -51,7 +52,7 @@ OUTPUTS = ("phase.png", "amplitude.png", "reconstruction.npz", "live.html", "liv
 
 
 @dataclass(frozen=True)
-class WatchOptions:
+class WatchOptions(Options):
     """Options of :func:`watch`.
 
     Attributes
@@ -85,35 +86,53 @@ class WatchOptions:
         Wait between looks at the source when nothing has arrived.
     """
 
-    model: str | None = None
-    update_seconds: float = 2.0
-    refine: bool = False
-    refine_window: int = 512
-    refine_probe: bool = False
-    refine_seconds: float = 3.0
-    frames: int | None = None
-    idle_timeout_s: float = 30.0
-    max_block: int | None = None
-    final_seconds: float = 30.0
-    accelerator: str = "auto"
-    poll_seconds: float = 0.01
+    section = "watch"
+    model: str | None = option(
+        None, "network bundle (gridsize 1) predicting each frame", flags=("--model",), path=True,
+        default_text="the shipped pretrained network, when it matches the source's probe",
+    )  # fmt: skip
+    update_seconds: float = option(
+        2.0, "interval of pictures and status lines", flags=("--update-seconds",), metavar="SECONDS",
+        minimum=0.0, exclusive_minimum=True,
+    )  # fmt: skip
+    refine: bool = option(
+        False, "refine the most recent frames' region through the physics in the background",
+        flags=("--refine",),
+    )  # fmt: skip
+    refine_window: int = option(
+        512, "frames the background refinement revisits", flags=("--refine-window",), metavar="FRAMES",
+        minimum=1,
+    )  # fmt: skip
+    refine_probe: bool = option(
+        False, "with --refine: the background refinement also refines the probe", flags=("--refine-probe",)
+    )
+    refine_seconds: float = option(
+        3.0, "length of one background refinement round", minimum=0.0, exclusive_minimum=True
+    )
+    frames: int | None = option(None, "end after this many frames", flags=("--frames",), minimum=1)
+    idle_timeout_s: float = option(
+        30.0, "end when no frame arrived for this long: a stalled writer", flags=("--idle-timeout",),
+        metavar="SECONDS", minimum=0.0, exclusive_minimum=True,
+    )  # fmt: skip
+    max_block: int | None = option(
+        None, "most frames per network pass", flags=("--max-block",), metavar="FRAMES", minimum=1,
+        default_text="by device and N; 128 at N = 64 on a CPU",
+    )  # fmt: skip
+    final_seconds: float = option(
+        30.0, "refinement budget of the final reconstruct; 0: none", flags=("--final-seconds",),
+        metavar="SECONDS", minimum=0.0, maximum=1e9, exclusive_maximum=True,
+    )  # fmt: skip
+    accelerator: str = option(
+        "auto", "auto (a GPU when present), cpu, gpu, cuda, mps", flags=("--accelerator", "--device"),
+        choices=ACCELERATORS, default_text="",
+    )  # fmt: skip
+    poll_seconds: float = option(
+        0.01, "wait between looks at the source when nothing arrived", minimum=0.0, exclusive_minimum=True
+    )
 
-    def __post_init__(self) -> None:
-        for name in ("update_seconds", "refine_seconds", "idle_timeout_s", "poll_seconds"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"watch.{name} = {value!r}: must be a finite number > 0")
-        if not (isinstance(self.final_seconds, (int, float)) and 0 <= self.final_seconds < 1e9):
-            raise ValueError(f"watch.final_seconds = {self.final_seconds!r}: must be a number >= 0")
-        for name in ("refine_window", "max_block"):
-            if name == "max_block" and self.max_block is None:
-                continue
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"watch.{name} = {getattr(self, name)!r}: must be an integer >= 1")
+    def check(self) -> None:
         if self.refine_probe and not self.refine:
             raise ValueError("watch.refine_probe needs refine = True (--refine)")
-        if self.frames is not None and (not isinstance(self.frames, int) or self.frames < 1):
-            raise ValueError(f"watch.frames = {self.frames!r}: must be an integer >= 1")
 
 
 def live_block_size(device: torch.device, size: int) -> int:

@@ -27,6 +27,7 @@ from ..data import CorpusConfig, CorpusSampler, SimulatedCorpus
 from ..io import ScanFileError, read_ptychodus_product, read_scan, write_json, write_text
 from ..io.ptychodus import hdf5_kind
 from ..models import build_module
+from ..options import Options, option
 from ..simulate import PROBE_KINDS, SimulationConfig
 from ..simulate.probes import probe_from_file
 from ..simulate.simulator import make_probe
@@ -50,7 +51,7 @@ VALIDATION_BASE = 2**61
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(Options):
     """What to pretrain for.
 
     Attributes
@@ -67,16 +68,24 @@ class PretrainConfig:
         Size of the fixed held-out set (same distribution, items never used in training).
     """
 
-    probe: str = "focused"
-    pattern_size: int = 64
+    section = "pretrain"
+    probe: str = option(
+        "focused", "a simulator probe (focused, gaussian) or a file holding one: scan (NPZ, CXI, "
+        "ptychodus directory), ptychodus product.h5, .npy", flags=("--probe",), metavar="PROBE",
+    )  # fmt: skip
+    pattern_size: int = option(
+        64, "N for simulator probes (a file's probe sets its own)", flags=("--pattern-size", "-N"),
+        minimum=2, group="corpus",
+    )  # fmt: skip
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
-    validation_items: int = 256
+    validation_items: int = option(
+        256, "fixed held-out items (0: no validation)", flags=("--validation-items",), minimum=0,
+        group="corpus",
+    )  # fmt: skip
 
-    def __post_init__(self) -> None:
-        if not (isinstance(self.pattern_size, int) and self.pattern_size >= 2 and self.pattern_size % 2 == 0):
-            raise ValueError(f"pretrain.pattern_size = {self.pattern_size!r}: must be an even integer >= 2")
-        if not (isinstance(self.validation_items, int) and self.validation_items >= 0):
-            raise ValueError(f"pretrain.validation_items = {self.validation_items!r}: must be >= 0")
+    def check(self) -> None:
+        if self.pattern_size % 2:
+            self.fail("pattern_size", "must be an even integer >= 2")
 
 
 def resolve_probe(spec: str, pattern_size: int = 64) -> np.ndarray:

@@ -3,30 +3,22 @@
 Every module of this folder is imported here, and each registers its generator with
 :func:`~ptychopinn.models.generators.base.register_generator`: a new generator is one new file
 (see :mod:`~ptychopinn.models.generators.base` for the contract). Chosen by name through
-:func:`get_generator` / :func:`build_generator`; :data:`GENERATORS` is a read-only view of the
-registry.
+:func:`get_generator` / :func:`build_generator`; :data:`GENERATORS` is the registry
+(:class:`ptychopinn.registry.Registry`).
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from types import MappingProxyType
+from ...registry import GENERATORS
+from .base import Generator, get_generator, list_generators, register_generator
 
-from .base import _REGISTRY, Generator, get_generator, list_generators, register_generator
-
-for _module in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
-    if not _module.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module.name}")
+GENERATORS.discover()  # every module of this folder: each registers its generator
 
 from .cnn import CNNGenerator  # noqa: E402 - the modules above are imported by now
 from .fno import FNOGenerator  # noqa: E402
 from .hybrid import HybridGenerator  # noqa: E402
 from .region import RegionGenerator  # noqa: E402
 from .unrolled import UnrolledGenerator  # noqa: E402
-
-#: name -> generator class, sorted by name (read-only view of the registry)
-GENERATORS = MappingProxyType(_REGISTRY)
 
 
 def build_generator(config, channels: int, size: int) -> Generator:

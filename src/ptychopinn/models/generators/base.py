@@ -10,8 +10,7 @@ object patches ``(B, C, N, N)`` (complex64). Adding one is one new file in this 
 
 The package imports every module of this folder, so the registry (and every command's
 ``--generator`` choices, the configuration's validation and ``tests/test_generators.py``)
-picks it up with no other edit. Modelled on torchvision's ``register_model`` / ``get_model`` /
-``list_models``.
+picks it up with no other edit. The registry is :data:`ptychopinn.registry.GENERATORS`.
 """
 
 from __future__ import annotations
@@ -21,10 +20,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from torch import nn
 
+from ...registry import GENERATORS
+
 if TYPE_CHECKING:  # the configuration is read by attribute; no import at run time
     from ...config import ModelConfig
 
-_REGISTRY: dict[str, type[Generator]] = {}
 G = TypeVar("G", bound="type[Generator]")
 
 
@@ -85,7 +85,7 @@ class Generator(nn.Module):
 
 
 def register_generator(name: str) -> Callable[[G], G]:
-    """Class decorator: register a :class:`Generator` subclass under ``name``.
+    """Class decorator: register a :class:`Generator` subclass under ``name`` (in :data:`GENERATORS`).
 
     Raises
     ------
@@ -98,20 +98,14 @@ def register_generator(name: str) -> Callable[[G], G]:
     def register(cls: G) -> G:
         if not isinstance(cls, type) or not issubclass(cls, Generator):
             raise TypeError(f"generator '{name}': {cls!r} is not a subclass of Generator")
-        if not name.isidentifier() or name != name.lower():
-            raise ValueError(f"generator name {name!r} must be a lower-case identifier")
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"generator name '{name}' is taken by {_REGISTRY[name].__qualname__}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
+        return GENERATORS.register(name, cls)
 
     return register
 
 
 def list_generators() -> tuple[str, ...]:
     """Names of the registered generators, sorted."""
-    return tuple(sorted(_REGISTRY))
+    return GENERATORS.names()
 
 
 def get_generator(name: str) -> type[Generator]:
@@ -122,9 +116,4 @@ def get_generator(name: str) -> type[Generator]:
     ValueError
         No generator has that name (the message lists the registered ones).
     """
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown generator {name!r}; choose from {', '.join(list_generators())}"
-        ) from None
+    return GENERATORS.get(name)

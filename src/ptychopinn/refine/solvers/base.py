@@ -1,4 +1,4 @@
-"""The solver contract and registry."""
+"""The solver contract; solvers register in :data:`ptychopinn.registry.SOLVERS`."""
 
 from __future__ import annotations
 
@@ -7,22 +7,26 @@ from typing import Any, ClassVar
 
 import torch
 
+from ...registry import SOLVERS
 from ..options import RefinementConfig
 from ..problem import RefinementProblem
 
-#: Registered solvers by name (the ``optimizer`` option).
-SOLVERS: dict[str, type[Solver]] = {}
-
 
 def register_solver(name: str) -> Callable[[type[Solver]], type[Solver]]:
-    """Class decorator: make a solver available as ``RefinementConfig(optimizer=name)``."""
+    """Class decorator: make a solver available as ``RefinementConfig(optimizer=name)``.
+
+    Raises
+    ------
+    ValueError
+        Another solver has the name, or it is not a lower-case identifier.
+    TypeError
+        The class is not a :class:`Solver`.
+    """
 
     def register(cls: type[Solver]) -> type[Solver]:
-        if name in SOLVERS:
-            raise ValueError(f"a solver named {name!r} is already registered")
-        cls.name = name
-        SOLVERS[name] = cls
-        return cls
+        if not isinstance(cls, type) or not issubclass(cls, Solver):
+            raise TypeError(f"solver '{name}': {cls!r} is not a subclass of Solver")
+        return SOLVERS.register(name, cls)
 
     return register
 
