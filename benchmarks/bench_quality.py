@@ -71,7 +71,7 @@ def main() -> int:
     from ptychopinn.io import read_scan, write_scan
     from ptychopinn.refine import RefinementConfig
     from ptychopinn.simulate import SimulationConfig, simulate_scan
-    from ptychopinn.workflows import predict_object, reconstruct, train
+    from ptychopinn.workflows import ReconstructOptions, predict_object, reconstruct, train
     from ptychopinn.workflows.evaluation import compare_to_truth
 
     work = Path(tempfile.mkdtemp(prefix="bench_quality_"))
@@ -93,7 +93,8 @@ def main() -> int:
         scan = read_scan(path)
         refinement = RefinementConfig(time_budget_s=args.budget)
         started = time.perf_counter()
-        result = reconstruct(path, work / "out", refinement=refinement, progress=False, log=lambda m: None)
+        options = ReconstructOptions(refinement=refinement, progress=False)
+        result = reconstruct(path, work / "out", options, log=lambda m: None)
         rows.append(row(name, "refine", result.comparison, time.perf_counter() - started))
         for generator in args.generators:
             started = time.perf_counter()
@@ -113,14 +114,8 @@ def main() -> int:
                     time.perf_counter() - started,
                 )
             )
-            result = reconstruct(
-                path,
-                work / "out",
-                model=trained.bundle,
-                refinement=refinement,
-                progress=False,
-                log=lambda m: None,
-            )
+            trained_options = ReconstructOptions(model=trained.bundle, refinement=refinement, progress=False)
+            result = reconstruct(path, work / "out", trained_options, log=lambda m: None)
             rows.append(row(name, f"{generator} + refine", result.comparison, time.perf_counter() - started))
         if args.ptychi_python:
             for algorithm in ("lsqml", "rpie"):

@@ -40,7 +40,7 @@ THRESHOLD = 0.95
 def time_to_quality(scan_path: Path, out: Path, model: Path | None, budget: float) -> dict:
     from ptychopinn.io import read_scan
     from ptychopinn.refine import RefinementConfig
-    from ptychopinn.workflows import reconstruct
+    from ptychopinn.workflows import ReconstructOptions, reconstruct
     from ptychopinn.workflows.evaluation import compare_to_truth
 
     truth = read_scan(scan_path).object
@@ -50,10 +50,10 @@ def time_to_quality(scan_path: Path, out: Path, model: Path | None, budget: floa
     def record(step) -> None:
         snapshots.append((time.perf_counter() - started, step.snapshot()))
 
-    result = reconstruct(
-        scan_path, out, model=model, use_pretrained=False, refinement=RefinementConfig(time_budget_s=budget),
-        progress=False, log=lambda message: None, callback=record,
-    )  # fmt: skip
+    options = ReconstructOptions(
+        model=model, use_pretrained=False, refinement=RefinementConfig(time_budget_s=budget), progress=False
+    )
+    result = reconstruct(scan_path, out, options, log=lambda message: None, callback=record)
     weight = result.refinement.illumination
     curve = []
     for elapsed, obj in snapshots:

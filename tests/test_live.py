@@ -167,9 +167,9 @@ def test_watch_follows_a_growing_file_and_finishes_with_a_reconstruction(
     live = np.load(tmp_path / "out" / "reconstruction.npz")
     assert live["coverage"].sum() > 0 and np.isfinite(live["object"]).all()
     assert tuple(live["origin"]) == (0, 0)  # in the scan's frame, like any reconstruction.npz
-    from ptychopinn.workflows import evaluate
+    from ptychopinn.workflows import EvaluateOptions, evaluate
 
-    judged = evaluate(tmp_path / "out", tmp_path / "eval", ground_truth=path)
+    judged = evaluate(tmp_path / "out", tmp_path / "eval", EvaluateOptions(ground_truth=path))
     assert judged.comparison is not None and np.isfinite(judged.comparison.phase.ssim)
 
 

@@ -25,6 +25,7 @@ from ptychopinn.cli.main import main  # noqa: E402
 from ptychopinn.io import detect_format, read_scan  # noqa: E402
 from ptychopinn.refine import RefinementConfig  # noqa: E402
 from ptychopinn.simulate import SimulationConfig, simulate_scan  # noqa: E402
+from ptychopinn.workflows import DeviceOptions, ReconstructOptions  # noqa: E402
 from ptychopinn.workflows.embedded import reconstruct_arrays  # noqa: E402
 
 N = 32
@@ -206,7 +207,9 @@ def test_the_adapter_returns_what_our_own_api_returns(ptychodus_input):
     assert any(isinstance(r, PtychoPINNReconstructor) for r in PtychoPINNLibrary())
     (output,) = list(reconstructor.reconstruct(ptychodus_input))
     assert isinstance(output, ReconstructOutput)
-    ours = reconstruct_arrays(**arrays_from_input(ptychodus_input), refinement=refinement, accelerator="cpu")
+    cpu = DeviceOptions(accelerator="cpu")
+    options = ReconstructOptions(refinement=refinement, device=cpu, progress=False)
+    ours = reconstruct_arrays(**arrays_from_input(ptychodus_input), options=options)
     product = output.product
     np.testing.assert_array_equal(product.object_.get_array()[0], ours.object)
     center = product.object_.get_center()

@@ -265,28 +265,24 @@ def test_reconstruct_cli_flags_reach_the_refinement(tmp_path, capsys):
 
 
 def test_reconstruct_can_train_a_network_first(tmp_path):
-    from ptychopinn.workflows import reconstruct
+    from ptychopinn.workflows import DeviceOptions, ReconstructOptions, reconstruct
 
     scan = simulate_scan(SMALL.replace(n_positions=36))
     data = tmp_path / "scan.npz"
     write_scan(scan, data)
-    result = reconstruct(
-        data,
-        tmp_path / "rec",
-        train_first=True,
-        train_time_budget_s=2.0,
-        refinement=RefinementConfig(epochs=3),
-        accelerator="cpu",
-        progress=False,
-        log=lambda m: None,
-    )
+    options = ReconstructOptions(
+        train_first=True, train_time_budget_s=2.0, refinement=RefinementConfig(epochs=3),
+        device=DeviceOptions(accelerator="cpu"), progress=False,
+    )  # fmt: skip
+    result = reconstruct(data, tmp_path / "rec", options, log=lambda m: None)
     assert result.start == "trained" and (tmp_path / "rec" / "training" / "model.zip").is_file()
     assert result.initial_comparison is not None and result.timings["training_s"] > 0
     with pytest.raises(ValueError, match="exclude each other"):
-        reconstruct(data, tmp_path / "x", model=tmp_path / "rec" / "training" / "model.zip", train_first=True)
+        ReconstructOptions(model=tmp_path / "rec" / "training" / "model.zip", train_first=True)
 
 
 def test_embedded_api_takes_metres_and_returns_the_object_in_the_same_frame():
+    from ptychopinn.workflows import DeviceOptions, ReconstructOptions
     from ptychopinn.workflows.embedded import reconstruct_arrays
 
     truth = simulate_scan(
@@ -301,10 +297,11 @@ def test_embedded_api_takes_metres_and_returns_the_object_in_the_same_frame():
     garbage[:, 2, 9] = 1e9  # a hot pixel: must be left out, not fitted
     steps = []
     config = RefinementConfig(epochs=6, seed=1)
-    kwargs = dict(x_m=x_m, y_m=y_m, probe=truth.probe, pixel_size_m=dx, bad_pixels=bad, refinement=config)
-    result = reconstruct_arrays(garbage, **kwargs, accelerator="cpu", callback=steps.append)
+    options = ReconstructOptions(refinement=config, device=DeviceOptions(accelerator="cpu"), progress=False)
+    kwargs = dict(x_m=x_m, y_m=y_m, probe=truth.probe, pixel_size_m=dx, bad_pixels=bad, options=options)
+    result = reconstruct_arrays(garbage, **kwargs, callback=steps.append)
     assert [s.epoch for s in steps] == list(range(6)) and len(result.losses) == 6
-    clean = reconstruct_arrays(truth.get_patterns(), **kwargs, accelerator="cpu")
+    clean = reconstruct_arrays(truth.get_patterns(), **kwargs)
     np.testing.assert_array_equal(result.object, clean.object)
     np.testing.assert_allclose(result.x_m, x_m, rtol=0, atol=1e-18)
     np.testing.assert_allclose(result.y_m, y_m, rtol=0, atol=1e-18)

@@ -11,7 +11,14 @@ from ptychopinn.io import read_bundle, write_scan
 from ptychopinn.refine import RefinementConfig
 from ptychopinn.simulate import SimulationConfig, simulate_scan
 from ptychopinn.simulate.simulator import make_probe
-from ptychopinn.workflows import load_model_bundle, predict_object, reconstruct
+from ptychopinn.workflows import (
+    DeviceOptions,
+    InferOptions,
+    ReconstructOptions,
+    load_model_bundle,
+    predict_object,
+    reconstruct,
+)
 from ptychopinn.workflows.evaluation import compare_to_truth
 from ptychopinn.workflows.pretrained import matching_bundle, shipped_bundles
 
@@ -49,9 +56,10 @@ def test_it_reconstructs_the_readme_example(readme_scan, tmp_path):
     assert first.phase.pearson >= 0.6
     # `reconstruct` starts from it by default (the probe matches) and refines briefly
     write_scan(readme_scan, tmp_path / "scan.npz")
-    result = reconstruct(tmp_path / "scan.npz", tmp_path / "out",
-                         refinement=RefinementConfig(epochs=2, seed=0), accelerator="cpu",
-                         progress=False, log=lambda message: None)  # fmt: skip
+    options = ReconstructOptions(
+        refinement=RefinementConfig(epochs=2, seed=0), device=DeviceOptions(accelerator="cpu"), progress=False
+    )
+    result = reconstruct(tmp_path / "scan.npz", tmp_path / "out", options, log=lambda message: None)
     assert result.start == "model" and result.model == str(bundle)
     assert result.comparison.phase.pearson >= 0.8
     assert np.isfinite(result.reconstruction.object).all()
@@ -101,6 +109,7 @@ def test_data_consistency_steps_warn_about_masked_pixels(tmp_path, caplog):
     write_scan(scan, tmp_path / "scan.npz")
     (bundle,) = shipped_bundles()
     with caplog.at_level("WARNING", logger="ptychopinn"):
-        infer(bundle, tmp_path / "scan.npz", tmp_path / "out", data_consistency_steps=1, n_groups=4,
-              accelerator="cpu", progress=False)  # fmt: skip
+        options = InferOptions(data_consistency_steps=1, n_groups=4, device=DeviceOptions(accelerator="cpu"),
+                               progress=False)  # fmt: skip
+        infer(bundle, tmp_path / "scan.npz", tmp_path / "out", options)
     assert "masked detector pixels count as zero" in caplog.text

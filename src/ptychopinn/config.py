@@ -41,6 +41,90 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# --- fields several commands share, declared once -------------------------------------------
+
+
+def accelerator_option(help: str = "auto (a GPU when present), cpu, gpu, cuda, mps, tpu") -> Any:  # noqa: A002
+    """The ``--accelerator`` field (``--device``: upstream's spelling)."""
+    return option(
+        "auto", f"{help} (--device: upstream's spelling)", flags=("--accelerator", "--device"),
+        choices=ACCELERATORS, default_text="",
+    )  # fmt: skip
+
+
+def devices_option(help: str = "auto, a count (-1: all), or indices like 0,1") -> Any:  # noqa: A002
+    """The ``--devices`` field: ``auto``, a count, or indices (text ``0,1`` on the command line)."""
+    return option("auto", help, flags=("--devices",), default_text="")
+
+
+def photons_option(**extra: Any) -> Any:
+    """The ``--nphotons`` field: the photon scale of NPZ files holding normalised amplitudes."""
+    return option(
+        None, "photons per pattern for NPZ files with normalised amplitudes", flags=("--nphotons",),
+        minimum=0.0, exclusive_minimum=True, **extra,
+    )  # fmt: skip
+
+
+def progress_option() -> Any:
+    """The ``--progress`` field (``--no-progress``, ``--quiet``); None: bars on a terminal."""
+    return option(
+        None, "progress bars", flags=("--progress",), default_text="on a terminal",
+        shortcuts=((("--quiet",), False, "the same as --no-progress"),),
+    )  # fmt: skip
+
+
+def output_dir_option(help: str = "folder for the outputs", default: Any = None) -> Any:  # noqa: A002
+    """The ``--output-dir`` field (``--output_dir``: upstream's spelling); required without a default."""
+    return option(
+        default, help, flags=("--output-dir", "--output_dir"), path=True, required=default is None,
+        metavar="OUTPUT_DIR",
+    )  # fmt: skip
+
+
+def parse_devices(devices: Any) -> int | str | tuple[int, ...]:
+    """``auto``, a count (-1: all) or a tuple of indices, from a value or its text (``0,1``).
+
+    Raises
+    ------
+    ValueError
+        The rule broken (the caller names the field).
+    """
+    if isinstance(devices, str):
+        text = devices.strip()
+        if text == "auto":
+            return "auto"
+        try:
+            devices = [int(part) for part in text.split(",") if part.strip()] if "," in text else int(text)
+        except ValueError:
+            raise ValueError("must be auto, a count (-1 for all), or a list of indices like 0,1") from None
+    if isinstance(devices, (list, tuple)):
+        if not devices or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices):
+            raise ValueError("a list of devices must hold indices >= 0")
+        return tuple(devices)
+    if isinstance(devices, bool) or not isinstance(devices, int) or (devices < 1 and devices != -1):
+        raise ValueError("must be auto, a count >= 1 (or -1 for all), or a list of indices")
+    return devices
+
+
+@dataclass(frozen=True)
+class DeviceOptions(Options):
+    """Where a command's network and refinement run (``auto``: a GPU when present)."""
+
+    section = "device"
+    accelerator: str = accelerator_option("auto (a GPU when present), cpu, gpu, cuda, mps")
+    devices: int | str | tuple[int, ...] = devices_option("device indices (the first is used), or auto")
+
+    def normalise(self) -> None:
+        if isinstance(self.accelerator, str):
+            self._set("accelerator", self.accelerator.lower())
+
+    def check(self) -> None:
+        try:
+            self._set("devices", parse_devices(self.devices))
+        except ValueError as exc:
+            self.fail("devices", str(exc))
+
+
 @dataclass(frozen=True)
 class DataConfig(Options):
     """Which scans to use and how positions are grouped (docs/conventions.md, "Grouping").
@@ -94,10 +178,7 @@ class DataConfig(Options):
         None, "neighbourhood size K for grouping", flags=("--k-neighbors",), minimum=1,
         default_text="2C - 1", scan_data=True,
     )  # fmt: skip
-    photons_per_pattern: float | None = option(
-        None, "photons per pattern for NPZ files with normalised amplitudes", flags=("--nphotons",),
-        minimum=0.0, exclusive_minimum=True, scan_data=True,
-    )  # fmt: skip
+    photons_per_pattern: float | None = photons_option(scan_data=True)
     val_fraction: float = option(
         0.0, "without --test-data, fraction of positions held out for validation",
         flags=("--val-fraction",), minimum=0.0, maximum=1.0, exclusive_maximum=True, scan_data=True,
@@ -255,13 +336,8 @@ class ExecutionConfig(Options):
     """
 
     section = "execution"
-    accelerator: str = option(
-        "auto", "auto (a GPU when present), cpu, gpu, cuda, mps, tpu (--device: upstream's spelling)",
-        flags=("--accelerator", "--device"), choices=ACCELERATORS, default_text="",
-    )  # fmt: skip
-    devices: int | str | tuple[int, ...] = option(
-        "auto", "auto, a count (-1: all), or indices like 0,1", flags=("--devices",), default_text=""
-    )
+    accelerator: str = accelerator_option()
+    devices: int | str | tuple[int, ...] = devices_option()
     num_nodes: int = option(
         1, "machines for multi-node training", flags=("--num-nodes", "--num_nodes"), minimum=1
     )
@@ -335,37 +411,14 @@ class ExecutionConfig(Options):
             self._set("precision", _PRECISION_ALIASES.get(precision, precision))
 
     def check(self) -> None:
-        self._validate_devices()
+        try:
+            self._set("devices", parse_devices(self.devices))
+        except ValueError as exc:
+            self.fail("devices", str(exc))
         if self.mlflow_tracking_uri is not None and not self.mlflow_tracking_uri.strip():
             self.fail("mlflow_tracking_uri", "must be a URI such as http://host:5000 or sqlite:///runs.db")
         if not self.monitor:
             self.fail("monitor", "must be a metric name such as val_loss, or auto")
-
-    def _validate_devices(self) -> None:
-        devices = self.devices
-        if isinstance(devices, str):
-            text = devices.strip()
-            if text == "auto":
-                return
-            try:
-                parsed: Any = (
-                    [int(part) for part in text.split(",") if part.strip()] if "," in text else int(text)
-                )
-            except ValueError:
-                self.fail("devices", "must be auto, a count (-1 for all), or a list of indices like 0,1")
-            self._set("devices", tuple(parsed) if isinstance(parsed, list) else parsed)
-            devices = self.devices
-        if isinstance(devices, list):
-            self._set("devices", tuple(devices))
-            devices = self.devices
-        if isinstance(devices, tuple):
-            if not devices or not all(
-                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices
-            ):
-                self.fail("devices", "a list of devices must hold indices >= 0")
-            return
-        if isinstance(devices, bool) or not isinstance(devices, int) or (devices < 1 and devices != -1):
-            self.fail("devices", "must be auto, a count >= 1 (or -1 for all), or a list of indices")
 
     def resolved_monitor(self, has_validation: bool) -> str:
         """The metric checkpoints and early stopping watch (``auto``: val_loss or train_loss)."""

@@ -43,6 +43,9 @@ def option(
     maximum: float | None = None,
     exclusive_maximum: bool = False,
     path: bool = False,
+    positional: bool = False,
+    required: bool = False,
+    exclusive: str | None = None,
     default_text: str | Callable[[], str] | None = None,
     shortcuts: tuple[tuple[tuple[str, ...], Any, str], ...] = (),
     scan_data: bool = False,
@@ -69,6 +72,12 @@ def option(
         Bounds of a number (the flag's type refuses what is out of them; so does the class).
     path : bool
         The value is a file path: a :class:`os.PathLike` is accepted and stored as ``str``.
+    positional : bool
+        On the command line, a positional argument (its metavar is the first of ``flags``).
+    required : bool
+        The command line requires it (the class may still have a default).
+    exclusive : str, optional
+        Flags naming the same group exclude each other (required when one of them is).
     default_text : str or callable, optional
         How help states the default (``"one per position"`` for None); a callable is asked
         when help is shown (a text made from a registry's plugins).
@@ -102,6 +111,9 @@ def option(
         "maximum": maximum,
         "exclusive_maximum": exclusive_maximum,
         "path": path,
+        "positional": positional,
+        "required": required,
+        "exclusive": exclusive,
         "default_text": default_text,
         "shortcuts": tuple(shortcuts),
         "scan_data": scan_data,
@@ -356,6 +368,35 @@ class Options:
                 value = list(value)
             out[field.name] = value
         return out
+
+    @classmethod
+    def flag_values(cls, values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        """The given (not None) values of this class's fields among flat ``values``.
+
+        ``values`` maps a flag's destination to its value: a field's name, joined to the
+        names of the nested options above it by ``__`` (``refinement__epochs``), after
+        ``prefix``. Returns ``{field: value}``, nested options as mappings of their own.
+        """
+        out: dict[str, Any] = {}
+        kinds = field_kinds(cls)
+        for field in dataclasses.fields(cls):
+            key = prefix + field.name
+            nested = kinds[field.name].nested
+            if nested is not None:
+                given = nested.flag_values(values, key + "__")
+                if given:
+                    out[field.name] = given
+            elif values.get(key) is not None:
+                out[field.name] = values[key]
+        return out
+
+    @classmethod
+    def from_flags(cls, values: Mapping[str, Any], prefix: str = ""):
+        """Options from a command line's flat ``{destination: value}`` (None: not given).
+
+        Fields not given keep their defaults; see :meth:`flag_values` for the destinations.
+        """
+        return cls.from_dict(cls.flag_values(values, prefix), source="command line")
 
     @classmethod
     def _refuse_unknown(cls, values: Any, source: str) -> None:

@@ -1,19 +1,28 @@
-"""What each command does with its parsed flags: one ``run_<command>`` per subcommand.
+"""The commands: a table of what each one is called, which options it takes, and what it does.
 
-Every handler calls one job of :mod:`ptychopinn.workflows` and prints one line saying what it
-wrote; errors are turned into messages by :func:`ptychopinn.cli.main.main`.
+Every command's flags come from its options classes (:mod:`ptychopinn.cli.flags`); its
+``run`` builds those options from the flags given (``Options.from_flags``), calls one job of
+:mod:`ptychopinn.workflows` with them, and prints one line saying what it wrote. Errors are
+turned into messages by :func:`ptychopinn.cli.main.main`.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from ..workflows import (
-    CorpusConfig,
-    ExecutionConfig,
+    EvaluateOptions,
+    ExampleOptions,
+    InferOptions,
+    InspectOptions,
+    Options,
     PretrainConfig,
-    RefinementConfig,
+    ReconstructOptions,
+    RunConfig,
+    SimulateOptions,
     SimulationConfig,
     WatchOptions,
     evaluate_reconstruction,
@@ -21,23 +30,106 @@ from ..workflows import (
     inspect_file,
     is_secondary_process,
     load_run_config,
-    option_fields,
+    option,
+    output_dir_option,
     pretrain_model,
     reconstruct_file,
     run_example,
-    simulate_to_file,
-    stream_to_file,
+    simulate,
     train_model,
     watch_scan,
 )
-from .flags import given_sections, given_values
 
 #: Exit statuses: bad input (a file, a key, a value, a flag), a failure while running, and a
 #: training stopped by SIGINT/SIGTERM after saving a checkpoint (continue with --resume last).
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 3
-_SIMULATION_FIELDS = tuple(field.name for field in option_fields(SimulationConfig))
+
+Values = dict[str, Any]
+
+
+# --- what each command reads besides its options: its inputs and its output folder ----------
+
+
+@dataclass(frozen=True)
+class Files(Options):
+    """``inspect``'s inputs."""
+
+    section = "inspect"
+    files: tuple[str, ...] = option(
+        (), "NPZ or CXI/HDF5 scan file(s), ptychodus directories, model bundles", positional=True,
+        metavar="FILE",
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainInputs(Options):
+    """``train``'s and ``pretrain``'s output folder, configuration file and checkpoint."""
+
+    section = "train"
+    output_dir: str = output_dir_option("folder for all outputs")
+    config: str | None = option(
+        None, "YAML or JSON file with data/model/training/execution sections", flags=("--config",),
+        path=True, metavar="CONFIG",
+    )  # fmt: skip
+    resume: str | None = option(
+        None, "continue from a checkpoint; 'last': OUTPUT_DIR/checkpoints/last.ckpt; 'auto': it, if present",
+        flags=("--resume",), metavar="PATH",
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class InferInputs(Options):
+    section = "infer"
+    model: str = option(
+        None, "model bundle (.zip)", flags=("--model", "--model_path", "--model-path"), path=True,
+        required=True, metavar="MODEL",
+    )  # fmt: skip
+    data: str = option(
+        None, "scan file (NPZ or CXI) or a ptychodus directory",
+        flags=("--data", "--test_data", "--test-data"), path=True, required=True, metavar="DATA",
+    )  # fmt: skip
+    output_dir: str = output_dir_option()
+
+
+@dataclass(frozen=True)
+class ReconstructInputs(Options):
+    section = "reconstruct"
+    data: str = option(
+        None, "scan file (NPZ or CXI) or a ptychodus directory (diffraction.h5 + product.h5)",
+        positional=True, path=True, metavar="DATA",
+    )  # fmt: skip
+    output_dir: str = output_dir_option()
+
+
+@dataclass(frozen=True)
+class EvaluateInputs(Options):
+    section = "evaluate"
+    reconstruction: str = option(
+        None, "reconstruction.npz (or its folder)", flags=("--reconstruction",), path=True, required=True,
+        metavar="FILE",
+    )  # fmt: skip
+    output_dir: str = output_dir_option("folder for metrics.json, comparison.png")
+
+
+@dataclass(frozen=True)
+class WatchInputs(Options):
+    section = "watch"
+    source: str = option(
+        None, "a growing HDF5/CXI file or a folder of frame files", positional=True, path=True,
+        metavar="SOURCE",
+    )  # fmt: skip
+    output_dir: str = output_dir_option("folder for the live and final outputs")
+
+
+@dataclass(frozen=True)
+class ExampleInputs(Options):
+    section = "example"
+    output_dir: str = output_dir_option("folder for the outputs", default="example-output")
+
+
+# --- what each command does ---------------------------------------------------------------
 
 
 def _files_written(files) -> str:
@@ -55,40 +147,40 @@ def _print_comparison(comparison) -> None:
         )
 
 
-def _simulate(args: argparse.Namespace) -> int:
-    config = SimulationConfig(**given_values(args, _SIMULATION_FIELDS))
-    if args.stream_to:
-        stream_to_file(config, args.stream_to, rate_hz=args.rate, block=args.block)
-        return 0
-    scan = simulate_to_file(config, args.output, progress=False if args.no_progress else None)
-    size = scan.pattern_size
-    print(
-        f"wrote {args.output}: {scan.n_patterns} patterns of {size}x{size}, object "
-        f"{scan.object.shape[0]}x{scan.object.shape[1]}, mean counts {scan.total_counts().mean():.6g}"
-    )
+def _simulate(values: Values) -> int:
+    options = SimulateOptions.from_flags(values)
+    scan = simulate(SimulationConfig.from_flags(values), options)
+    if scan is not None:
+        size = scan.pattern_size
+        print(
+            f"wrote {options.output}: {scan.n_patterns} patterns of {size}x{size}, object "
+            f"{scan.object.shape[0]}x{scan.object.shape[1]}, mean counts {scan.total_counts().mean():.6g}"
+        )
     return 0
 
 
-def _inspect(args: argparse.Namespace) -> int:
+def _inspect(values: Values) -> int:
+    options = InspectOptions.from_flags(values)
     status = 0
-    for path in args.files:
-        report = inspect_file(path, photons_per_pattern=args.nphotons)
+    for path in Files.from_flags(values).files:
+        report = inspect_file(path, options)
         print(report.format_text())
         status = status or (0 if report.ok else EXIT_BAD_INPUT)
     return status
 
 
-def _train(args: argparse.Namespace) -> int:
-    config = load_run_config(args.config, given_sections(args))
+def _train(values: Values) -> int:
+    inputs = TrainInputs.from_flags(values)
+    config = load_run_config(inputs.config, RunConfig.flag_values(values))
     summary = train_model(
-        config, args.output_dir, resume=args.resume, overwrite=args.overwrite,
-        inputs=(args.config,) if args.config else (),
+        config, inputs.output_dir, resume=inputs.resume, overwrite=values["overwrite"],
+        inputs=(inputs.config,) if inputs.config else (),
     ).summary  # fmt: skip
     if is_secondary_process():
         return 0  # one final line per run, not one per process
     print(
         f"trained {summary['epochs_completed']} epoch(s), {summary['global_steps']} step(s) in "
-        f"{summary['wall_time_s']:.1f} s; outputs in {args.output_dir}"
+        f"{summary['wall_time_s']:.1f} s; outputs in {inputs.output_dir}"
     )
     if summary["interrupted"]:
         print(
@@ -99,109 +191,15 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _infer(args: argparse.Namespace) -> int:
-    if args.num_workers < 0:
-        raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
-    result = infer_scan(
-        args.model, args.data, args.output_dir, accelerator=args.accelerator,
-        devices=ExecutionConfig(devices=args.devices).devices, num_workers=args.num_workers,
-        inference_batch_size=args.inference_batch_size, n_groups=args.n_groups,
-        photons_per_pattern=args.nphotons, progress=False if args.no_progress else None,
-        ptychodus_product=args.ptychodus_product, data_consistency_steps=args.data_consistency_steps,
-        overwrite=args.overwrite, pin_memory=args.pin_memory, region=args.region, precision=args.precision,
-    )  # fmt: skip
-    print(
-        f"reconstructed {args.data} at {result.patterns_per_second:.0f} patterns/s; "
-        f"wrote {_files_written(result.files)} to {args.output_dir}"
-    )
-    _print_comparison(result.comparison)
-    return 0
-
-
-def _reconstruct(args: argparse.Namespace) -> int:
-    refinement = RefinementConfig(
-        epochs=args.epochs,
-        time_budget_s=args.time_budget,
-        optimizer=args.optimizer,
-        learning_rate=args.learning_rate,
-        batch_size=args.batch_size,
-        loss=args.loss,
-        calibrate_probe=not args.no_probe_calibration,
-        refine_probe=args.refine_probe,
-        probe_modes=args.probe_modes,
-        probe_support_radius_px=args.probe_support_radius,
-        refine_background=args.refine_background,
-        correct_positions=args.correct_positions,
-        max_position_shift_px=args.max_position_shift,
-        tv_weight=args.tv_weight,
-        convergence_tolerance=args.tolerance,
-        seed=args.seed,
-    )
-    result = reconstruct_file(
-        args.data, args.output_dir, model=args.model, use_pretrained=not args.no_pretrained,
-        train_first=args.train_first,
-        train_time_budget_s=args.train_time_budget, refinement=refinement, train_config=args.train_config,
-        train_overrides={"execution": {"learning_rate": args.train_learning_rate}}
-        if args.train_learning_rate else None,
-        accelerator=args.accelerator, devices=ExecutionConfig(devices=args.devices).devices,
-        inference_batch_size=args.inference_batch_size, photons_per_pattern=args.nphotons,
-        progress=False if args.no_progress else None, ptychodus_product=args.ptychodus_product,
-        half_scan_frc=args.half_scan_frc, overwrite=args.overwrite,
-    )  # fmt: skip
-    print(
-        f"reconstructed {args.data} ({result.start} start) in {result.timings['total_s']:.1f} s; "
-        f"wrote {_files_written(result.files)} to {args.output_dir}"
-    )
-    _print_comparison(result.comparison)
-    return 0
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    result = evaluate_reconstruction(
-        args.reconstruction, args.output_dir, ground_truth=args.ground_truth, data=args.data,
-        remove_ramp=args.remove_ramp, register=not args.no_register, half_scan_seconds=args.half_scan_seconds,
-        overwrite=args.overwrite,
-    )  # fmt: skip
-    _print_comparison(result.comparison)
-    if "data_fidelity" in result.metrics:
-        print(f"data fidelity: {result.metrics['data_fidelity']}")
-    print(f"wrote {_files_written(result.files)} to {args.output_dir}")
-    return 0
-
-
-def _example(args: argparse.Namespace) -> int:
-    config = SimulationConfig().replace(n_positions=args.n_positions, seed=args.seed)
-    result = run_example(
-        args.output_dir,
-        config,
-        epochs=args.epochs,
-        refine_seconds=args.refine_seconds,
-        overwrite=args.overwrite,
-    )
-    return 0 if result.ok else 1
-
-
-def _pretrain(args: argparse.Namespace) -> int:
-    overrides = given_sections(args)
-    overrides.setdefault("training", {}).setdefault("loss", "supervised")
-    run = load_run_config(args.config, overrides)
-    config = PretrainConfig(
-        probe=args.probe,
-        pattern_size=args.pattern_size,
-        validation_items=args.validation_items,
-        corpus=CorpusConfig(
-            object_kinds=tuple(args.object_kinds),
-            photons=tuple(args.corpus_photons),
-            phase_range=tuple(args.corpus_phase_range),
-            amplitude_min=tuple(args.corpus_amplitude_min),
-            step_fraction=tuple(args.corpus_step_fraction),
-            samples_per_epoch=args.samples_per_epoch,
-            seed=args.corpus_seed,
-        ),
-    )
+def _pretrain(values: Values) -> int:
+    inputs = TrainInputs.from_flags(values)
+    given = RunConfig.flag_values(values)
+    given.setdefault("training", {}).setdefault("loss", "supervised")  # the corpus knows its objects
+    run = load_run_config(inputs.config, given)
     summary = pretrain_model(
-        config, run, args.output_dir, resume=args.resume, overwrite=args.overwrite
-    ).summary
+        PretrainConfig.from_flags(values), run, inputs.output_dir, resume=inputs.resume,
+        overwrite=values["overwrite"],
+    ).summary  # fmt: skip
     print(
         f"pretrained {summary['epochs_completed']} epoch(s), {summary['global_steps']} step(s), "
         f"{summary['items_seen']} simulated items in {summary['wall_time_s']:.1f} s; "
@@ -210,17 +208,51 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _watch(args: argparse.Namespace) -> int:
-    options = WatchOptions(
-        model=args.model, update_seconds=args.update_seconds, refine=args.refine,
-        refine_probe=args.refine_probe,
-        refine_window=args.refine_window, frames=args.frames, idle_timeout_s=args.idle_timeout,
-        max_block=args.max_block, final_seconds=args.final_seconds, accelerator=args.accelerator,
+def _infer(values: Values) -> int:
+    inputs = InferInputs.from_flags(values)
+    result = infer_scan(
+        inputs.model, inputs.data, inputs.output_dir, InferOptions.from_flags(values),
+        overwrite=values["overwrite"],
     )  # fmt: skip
+    print(
+        f"reconstructed {inputs.data} at {result.patterns_per_second:.0f} patterns/s; "
+        f"wrote {_files_written(result.files)} to {inputs.output_dir}"
+    )
+    _print_comparison(result.comparison)
+    return 0
+
+
+def _reconstruct(values: Values) -> int:
+    inputs = ReconstructInputs.from_flags(values)
+    result = reconstruct_file(
+        inputs.data, inputs.output_dir, ReconstructOptions.from_flags(values), overwrite=values["overwrite"]
+    )
+    print(
+        f"reconstructed {inputs.data} ({result.start} start) in {result.timings['total_s']:.1f} s; "
+        f"wrote {_files_written(result.files)} to {inputs.output_dir}"
+    )
+    _print_comparison(result.comparison)
+    return 0
+
+
+def _evaluate(values: Values) -> int:
+    inputs = EvaluateInputs.from_flags(values)
+    result = evaluate_reconstruction(
+        inputs.reconstruction, inputs.output_dir, EvaluateOptions.from_flags(values),
+        overwrite=values["overwrite"],
+    )  # fmt: skip
+    _print_comparison(result.comparison)
+    if "data_fidelity" in result.metrics:
+        print(f"data fidelity: {result.metrics['data_fidelity']}")
+    print(f"wrote {_files_written(result.files)} to {inputs.output_dir}")
+    return 0
+
+
+def _watch(values: Values) -> int:
+    inputs = WatchInputs.from_flags(values)
     result = watch_scan(
-        args.source, args.output_dir, options, overwrite=args.overwrite,
-        data_key=args.data_key, positions_key=args.positions_key,
-    )  # fmt: skip
+        inputs.source, inputs.output_dir, WatchOptions.from_flags(values), overwrite=values["overwrite"]
+    )
     summary = result.summary
     live = {name: path for name, path in result.files.items() if "/" not in name}
     final = ""
@@ -229,19 +261,105 @@ def _watch(args: argparse.Namespace) -> int:
     print(
         f"watched {summary['frames_reconstructed']} frame(s) in {summary['elapsed_s']:.1f} s"
         f"{' (the writer stalled)' if summary['stalled'] else ''}; wrote {_files_written(live)} "
-        f"to {args.output_dir}{final}"
+        f"to {inputs.output_dir}{final}"
     )
     return 0
 
 
-COMMANDS = {
-    "simulate": _simulate,
-    "inspect": _inspect,
-    "pretrain": _pretrain,
-    "train": _train,
-    "infer": _infer,
-    "reconstruct": _reconstruct,
-    "evaluate": _evaluate,
-    "example": _example,
-    "watch": _watch,
-}
+def _example(values: Values) -> int:
+    inputs = ExampleInputs.from_flags(values)
+    result = run_example(inputs.output_dir, ExampleOptions.from_flags(values), overwrite=values["overwrite"])
+    return 0 if result.ok else 1
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name and help, the options classes its flags come from, its action.
+
+    ``options`` pairs each class with the destination prefix of its flags (None: the fields'
+    own names; a class's nested options add theirs, ``refinement__epochs``). ``scan_data``
+    False leaves out the flags about scan files and grouping (``pretrain``).
+    """
+
+    name: str
+    help: str
+    description: str
+    options: tuple[type[Options], ...]
+    run: Callable[[Values], int]
+    writes_folder: bool = True
+    scan_data: bool = True
+    help_overrides: tuple[tuple[str, str], ...] = ()
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        "simulate", "simulate a scan and write it as NPZ or CXI",
+        "Simulate a ptychographic scan (ground truth included).",
+        (SimulateOptions, SimulationConfig), _simulate, writes_folder=False,
+    ),
+    Command(
+        "inspect", "show what a scan file or model bundle holds and what is wrong with it",
+        "Read scan files, check every value, report contents and problems. Exits 2 when any file "
+        "has a problem.", (Files, InspectOptions), _inspect, writes_folder=False,
+    ),
+    Command(
+        "train", "train the physics-informed network on a scan",
+        "Self-supervised training through the forward model. Precedence: defaults < --config "
+        "file < flags. Writes config.yaml, checkpoints/, logs and training_summary.json to "
+        "--output-dir.", (TrainInputs, RunConfig), _train,
+    ),
+    Command(
+        "pretrain", "pretrain a network for a probe on a corpus simulated on the fly",
+        "Train one network per beamline set-up: many simulated objects (classes, phase ranges, "
+        "absorption, photon counts, scan steps) through the given probe, never written to disk; "
+        "validation on a fixed held-out set; the usual bundle at the end. One epoch is "
+        "--samples-per-epoch items; stop with --epochs, --time-budget or --max-steps. The loss "
+        "defaults to supervised (the corpus knows its objects).",
+        (TrainInputs, PretrainConfig, RunConfig), _pretrain, scan_data=False,
+        help_overrides=(
+            ("config", "YAML or JSON file with model/training/execution sections"),
+            ("resume", "continue from a checkpoint (like train)"),
+            ("init_from", "start from a bundle's network weights: the same architecture, or an fno "
+                          "bundle as the encoder of --generator unrolled"),
+        ),
+    ),  # fmt: skip
+    Command(
+        "infer", "reconstruct a scan with a trained model bundle",
+        "Group positions as in training, predict patches in batches, stitch the full object. "
+        "Writes reconstruction.npz, amplitude/phase TIFF and PNG, metrics.json when the data "
+        "hold a ground truth, inference.json.", (InferInputs, InferOptions), _infer,
+    ),
+    Command(
+        "reconstruct", "reconstruct a scan: network prediction (optional), then physics refinement",
+        "The one command for a scan. With --model: the network's prediction, refined through the "
+        "forward model. Without: the prediction of a shipped pretrained network made for the "
+        "scan's probe, if there is one (--no-pretrained: never), else a flat object, optionally "
+        "after a short training on the scan (--train-first). Writes the outputs of infer plus "
+        "the refined probe and positions (in reconstruction.npz), the loss curve (loss.json, "
+        "loss.png) and reconstruct.json.", (ReconstructInputs, ReconstructOptions), _reconstruct,
+    ),
+    Command(
+        "evaluate", "judge a reconstruction against a ground truth and/or its data",
+        "With --ground-truth: aligned metrics (MAE, PSNR and SSIM with an explicit data range, "
+        "Pearson, FRC with the 1/2-bit threshold) for amplitude and phase, metrics.json and "
+        "comparison.png. With --data: the Poisson NLL and deviance of the data under the "
+        "reconstruction, and with --half-scan-seconds the FRC of even/odd half-scan "
+        "reconstructions.", (EvaluateInputs, EvaluateOptions), _evaluate,
+    ),
+    Command(
+        "watch", "reconstruct a scan while it is being written",
+        "Follow a growing HDF5/CXI file (SWMR, written by e.g. simulate --stream-to) or a folder "
+        "receiving .npz frame files; predict each frame with the network and stitch it into a "
+        "running mosaic at once (with --refine, refine the recent region through the physics in "
+        "the background). Every --update-seconds: phase.png, amplitude.png, reconstruction.npz "
+        "and a self-refreshing live.html, and one status line. Ends when the writer marks the "
+        "scan complete, after --frames, or after --idle-timeout without a frame; then a final "
+        "reconstruct of the received scan writes the usual outputs into OUTPUT_DIR/final.",
+        (WatchInputs, WatchOptions), _watch,
+    ),
+    Command(
+        "example", "run the built-in example end to end",
+        "Simulate a scan, write NPZ and CXI, inspect them, train the network briefly, reconstruct "
+        "the scan and write pictures and metrics.", (ExampleInputs, ExampleOptions), _example,
+    ),
+)  # fmt: skip

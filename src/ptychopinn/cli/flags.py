@@ -1,10 +1,13 @@
-"""Command-line flags built from the options declared on the configuration dataclasses.
+"""Command-line flags built from the options declared on the options classes.
 
 :func:`add_option_flags` turns every field declared with :func:`ptychopinn.options.option`
-into a flag: its spellings, type (from the annotation), bounds, choices and help (with the
-default read from the field). Every default on the command line is None (= not given), so
-that defaults < a ``--config`` file < flags, and a configuration object is built from what
-the user gave (:func:`given_values`).
+into a flag: its spellings, type (from the annotation), bounds, choices, number of values and
+help (with the default read from the field). A nested options field adds the flags of its
+class, under its name in the destination (``refinement__epochs``) and in a help section of its
+own. Every default on the command line is None (= not given), so that defaults < a
+``--config`` file < flags, and an options object is built from what the user gave
+(:meth:`ptychopinn.options.Options.from_flags`). This module is the one place a flag is made
+(``tests/test_architecture.py`` checks that).
 """
 
 from __future__ import annotations
@@ -12,10 +15,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import typing
 from collections.abc import Iterable
 
-from ..workflows import help_with_default, option_fields
+from ..workflows import field_kinds, help_with_default, option_choices
 
 
 def positive_float(text: str) -> float:
@@ -59,16 +61,7 @@ def _number(text: str, kind: type) -> float | int:
         raise argparse.ArgumentTypeError(f"'{text}' is not {noun}") from None
 
 
-def _value_type(field: dataclasses.Field, owner: type) -> type:
-    """int, float, bool or str: the field's annotation without None."""
-    hint = typing.get_type_hints(owner)[field.name]
-    kinds = [k for k in typing.get_args(hint) or (hint,) if k is not type(None)]
-    if len(kinds) == 1 and kinds[0] in (bool, int, float):
-        return kinds[0]
-    return str  # a text, or a union parsed by the configuration (devices: auto, 2, 0,1)
-
-
-def _argparse_type(kind: type, minimum: float | None, exclusive: bool):
+def _argparse_type(kind: type | None, minimum: float | None, exclusive: bool):
     if kind is int:
         return int if minimum is None else int_at_least(int(minimum) + (1 if exclusive else 0))
     if kind is float:
@@ -82,65 +75,99 @@ def _argparse_type(kind: type, minimum: float | None, exclusive: bool):
 
 def add_option_flags(
     parser: argparse.ArgumentParser,
-    config_class: type,
+    options_class: type,
     *,
     section: str | None = None,
     scan_data: bool = True,
     help_overrides: dict[str, str] | None = None,
     choices: dict[str, tuple[str, ...]] | None = None,
     groups: dict[str, argparse._ArgumentGroup] | None = None,
+    title: str | None = None,
 ) -> dict[str, argparse._ArgumentGroup]:
-    """Add a flag for every option of ``config_class``; returns the argument groups by name.
+    """Add a flag for every option of ``options_class``; returns the argument groups by name.
 
     Parameters
     ----------
     parser : argparse.ArgumentParser
-    config_class : type
+    options_class : type
         A dataclass whose fields are declared with :func:`ptychopinn.options.option`.
     section : str, optional
-        The configuration section (``data``, ``model``, ...): each flag's dest is
-        ``section__field`` (read back by :func:`given_values`) and the flags are listed under
-        it; None: the dest is the field's name.
+        The destination prefix: each flag's dest is ``section__field`` (read back by
+        :meth:`~ptychopinn.options.Options.from_flags`); None: the field's name.
     scan_data : bool
         False leaves out the options about scan files and grouping.
     help_overrides : dict, optional
         Field name -> help text, where a command means something more specific.
     choices : dict, optional
-        Field name -> the allowed values, where they come from a registry (generators).
+        Field name -> the allowed values, where a command allows fewer.
     groups : dict, optional
         Argument groups already made (shared between calls).
+    title : str, optional
+        The help section of flags without a ``group`` of their own (default: ``section``; None:
+        the command's own options).
     """
     groups = {} if groups is None else groups
-    for field in option_fields(config_class):
-        meta = field.metadata
-        if meta["scan_data"] and not scan_data:
-            continue
-        name = meta["group"] or section
-        if name is None:
-            target = parser
-        else:
-            if name not in groups:
-                groups[name] = parser.add_argument_group(name)
-            target = groups[name]
+    title = section if title is None else title
+    kinds = field_kinds(options_class)
+    exclusive: dict[str, argparse._MutuallyExclusiveGroup] = {}
+    for field in dataclasses.fields(options_class):
+        kind = kinds[field.name]
         dest = f"{section}__{field.name}" if section else field.name
-        kind = _value_type(field, config_class)
+        if kind.nested is not None:
+            add_option_flags(
+                parser, kind.nested, section=dest, scan_data=scan_data, help_overrides=help_overrides,
+                choices=choices, groups=groups, title=field.metadata.get("group") or kind.nested.section,
+            )  # fmt: skip
+            continue
+        meta = field.metadata
+        if not (meta.get("flags") or meta.get("positional")) or (meta["scan_data"] and not scan_data):
+            continue
+        target = _target(parser, groups, meta["group"] or title)
+        if meta.get("exclusive"):
+            if meta["exclusive"] not in exclusive:
+                required = any(
+                    f.metadata.get("exclusive") == meta["exclusive"] and f.metadata.get("required")
+                    for f in dataclasses.fields(options_class)
+                )
+                exclusive[meta["exclusive"]] = target.add_mutually_exclusive_group(required=required)
+            target = exclusive[meta["exclusive"]]
         text = (help_overrides or {}).get(field.name) or help_with_default(field)
-        kwargs: dict = {"dest": dest, "default": None, "help": text}
-        if kind is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        else:
-            value_type = _argparse_type(kind, meta["minimum"], meta["exclusive_minimum"])
-            if value_type is not None:
-                kwargs["type"] = value_type
-            allowed = (choices or {}).get(field.name, meta["choices"])
-            if allowed is not None:
-                kwargs["choices"] = allowed
-            else:
-                kwargs["metavar"] = meta["metavar"] or field.name.upper()
-        target.add_argument(*meta["flags"], **kwargs)
-        for flags, value, shortcut_help in meta["shortcuts"]:
-            target.add_argument(*flags, dest=dest, action="store_const", const=value, help=shortcut_help)
+        _add_flag(target, field, kind, dest, text, (choices or {}).get(field.name) or option_choices(field))
     return groups
+
+
+def _target(parser: argparse.ArgumentParser, groups: dict, name: str | None):
+    if name is None:
+        return parser
+    if name not in groups:
+        groups[name] = parser.add_argument_group(name)
+    return groups[name]
+
+
+def _add_flag(target, field: dataclasses.Field, kind, dest: str, text: str, allowed) -> None:
+    meta = field.metadata
+    kwargs: dict = {"help": text}
+    if kind.scalar is bool and kind.length is None:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    else:
+        value_type = _argparse_type(kind.scalar, meta["minimum"], meta["exclusive_minimum"])
+        if value_type is not None:
+            kwargs["type"] = value_type
+        if kind.length is not None:
+            kwargs["nargs"] = "+" if kind.length < 0 else kind.length
+        if allowed is not None:
+            kwargs["choices"] = allowed
+        else:
+            kwargs["metavar"] = meta["metavar"] or field.name.upper()
+    if meta.get("positional"):
+        target.add_argument(dest, **kwargs)
+        return
+    kwargs.update(dest=dest, default=None)
+    if meta.get("required") and not meta.get("exclusive"):
+        kwargs["required"] = True
+    target.add_argument(*meta["flags"], **kwargs)
+    for flags, value, shortcut_help in meta["shortcuts"]:
+        target.add_argument(*flags, dest=dest, action="store_const", const=value, help=shortcut_help)
 
 
 def given_values(args: argparse.Namespace, names: Iterable[str] | None = None) -> dict[str, object]:

@@ -1,7 +1,8 @@
 """``ptychopinn``: command-line entry point with one subcommand per job.
 
-This module composes the commands (their flags: :mod:`~ptychopinn.cli.parsers`; what they do:
-:mod:`~ptychopinn.cli.commands`) and turns every error into one line. Exit codes: 0 success;
+This module builds one parser per command of the table in :mod:`~ptychopinn.cli.commands`
+(flags from the command's options classes, :mod:`~ptychopinn.cli.flags`) and turns every
+error into one line. Exit codes: 0 success;
 1 a failure while running; 2 bad input (file, key, value or flag); 3 training stopped by
 SIGINT/SIGTERM after saving a checkpoint (continue with ``--resume last``).
 """
@@ -17,9 +18,8 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..workflows import BundleError, ScanFileError, ScanValidationError
-from . import parsers
-from .commands import COMMANDS, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED
-from .flags import given_sections
+from .commands import COMMANDS, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, Command
+from .flags import add_option_flags, given_sections
 
 #: ``{section: {field: value}}`` of the flags given (kept under its former name)
 train_overrides = given_sections
@@ -34,9 +34,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in ("simulate", "inspect", "train", "pretrain", "infer", "reconstruct", "evaluate", "watch",
-                 "example"):  # fmt: skip
-        getattr(parsers, f"add_{name}")(sub)
+    for command in COMMANDS:
+        add_command(sub, command)
+    return parser
+
+
+def add_command(sub: argparse._SubParsersAction, command: Command) -> argparse.ArgumentParser:
+    """The parser of one command: the flags of each of its options classes."""
+    parser = sub.add_parser(command.name, help=command.help, description=command.description)
+    groups: dict = {}
+    for options in command.options:
+        add_option_flags(
+            parser, options, scan_data=command.scan_data, help_overrides=dict(command.help_overrides),
+            groups=groups,
+        )  # fmt: skip
     return parser
 
 
@@ -68,7 +79,8 @@ _LIGHTNING_NOISE = (
     r".*Checkpoint directory .* exists and is not empty.*",
     r".*You defined a `validation_step` but have no `val_dataloader`.*",
 )
-_WRITES_A_FOLDER = ("train", "pretrain", "infer", "reconstruct", "evaluate", "watch", "example")
+_WRITES_A_FOLDER = tuple(command.name for command in COMMANDS if command.writes_folder)
+_BY_NAME = {command.name: command for command in COMMANDS}
 _BAD_INPUT = (ScanFileError, ScanValidationError, BundleError, ValueError, RecursionError)
 
 
@@ -110,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             warnings.showwarning = _show_note
             for noise in _LIGHTNING_NOISE:
                 warnings.filterwarnings("ignore", message=noise)
-            return COMMANDS[args.command](args)
+            values = {"overwrite": False, **vars(args)}
+            return _BY_NAME[args.command].run(values)
     except KeyboardInterrupt:
         print(f"ptychopinn {args.command}: interrupted", file=sys.stderr)
         return 130

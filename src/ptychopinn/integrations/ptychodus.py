@@ -44,7 +44,14 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
     ) from exc
 
 from ..io import atomic_path, read_scan, write_scan
-from ..workflows import RefinementConfig, load_model_bundle, load_run_config, train
+from ..workflows import (
+    DeviceOptions,
+    ReconstructOptions,
+    RefinementConfig,
+    load_model_bundle,
+    load_run_config,
+    train,
+)
 from ..workflows.embedded import ArrayReconstruction, reconstruct_arrays, scan_from_arrays
 
 __all__ = ["PtychoPINNLibrary", "PtychoPINNReconstructor", "arrays_from_input", "product_from_result"]
@@ -135,10 +142,11 @@ class PtychoPINNReconstructor(TrainableReconstructor):
 
     def reconstruct(self, parameters: ReconstructInput) -> Iterator[ReconstructOutput]:
         """Reconstruct, then yield one output holding the finished product."""
-        result = reconstruct_arrays(
-            **arrays_from_input(parameters), model=self._model, refinement=self.refinement,
-            accelerator=self.accelerator,
+        options = ReconstructOptions(
+            model=None if self._model is None else str(self._model), refinement=self.refinement,
+            device=DeviceOptions(accelerator=self.accelerator), progress=False,
         )  # fmt: skip
+        result = reconstruct_arrays(**arrays_from_input(parameters), options=options)
         yield ReconstructOutput(product=product_from_result(result, parameters), progress=len(result.losses))
 
     # -- TrainableReconstructor --------------------------------------------------------------

@@ -192,7 +192,9 @@ class RefinementConfig(Options):
         None, "stop when the loss changes by less than this (relative) for --patience epochs",
         flags=("--tolerance",), minimum=0.0, exclusive_minimum=True,
     )  # fmt: skip
-    patience: int = option(5, "epochs of little change before stopping at --tolerance", minimum=1)
+    patience: int = option(
+        5, "epochs of little change before stopping at --tolerance", flags=("--patience",), minimum=1
+    )
     lbfgs_iterations: int = option(5, "inner iterations per L-BFGS epoch", minimum=1)
     seed: int = option(0, "fixes minibatch order and training", flags=("--seed",), minimum=0)
 

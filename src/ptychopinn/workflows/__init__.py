@@ -8,26 +8,28 @@ from ..config import (
     SCHEDULERS,
     STRATEGIES,
     DataConfig,
+    DeviceOptions,
     ExecutionConfig,
     ModelConfig,
     RunConfig,
     TrainingConfig,
     load_run_config,
+    output_dir_option,
 )
 from ..data import CorpusConfig
 from ..io import BundleError, FileReport, ScanFileError, ScanValidationError
 from ..models import list_generators
-from ..options import help_with_default, option_fields
+from ..options import Options, field_kinds, help_with_default, option, option_choices, option_fields
 from ..refine import REFINE_LOSSES, SOLVERS, RefinementConfig, RefinementResult
 from ..simulate import OBJECT_KINDS, PROBE_KINDS, SCAN_KINDS, SimulationConfig
-from .bundles import LoadedModel, inspect_file, load_model_bundle, save_model_bundle
-from .evaluation import evaluate
-from .example import run_example
+from .bundles import InspectOptions, LoadedModel, inspect_file, load_model_bundle, save_model_bundle
+from .evaluation import EvaluateOptions, evaluate
+from .example import ExampleOptions, run_example
 from .figures import plot_scan_overview
-from .inference import infer, predict_object
+from .inference import InferOptions, infer, predict_object
 from .live import WatchOptions, watch
 from .pretraining import PretrainConfig, pretrain
-from .reconstruction import reconstruct, reconstruct_scan
+from .reconstruction import ReconstructOptions, reconstruct, reconstruct_scan
 from .results import (
     EvaluationResult,
     ExampleResult,
@@ -38,7 +40,7 @@ from .results import (
     WatchResult,
 )
 from .run_folder import claim_output_folder, is_secondary_process
-from .simulation import simulate_to_file, stream_to_file
+from .simulation import SimulateOptions, simulate, simulate_to_file, stream_to_file
 from .training import train
 
 GENERATOR_NAMES = list_generators()  # the registry's names, for the CLI's choices
@@ -56,6 +58,19 @@ __all__ = [
     "watch",
     "watch_scan",
     "help_with_default",
+    "DeviceOptions",
+    "EvaluateOptions",
+    "ExampleOptions",
+    "InferOptions",
+    "InspectOptions",
+    "SimulateOptions",
+    "output_dir_option",
+    "simulate",
+    "Options",
+    "ReconstructOptions",
+    "field_kinds",
+    "option",
+    "option_choices",
     "option_fields",
     "claim_output_folder",
     "is_secondary_process",

@@ -11,10 +11,11 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..config import RunConfig
+from ..config import RunConfig, photons_option
 from ..io import BundleError, FileReport, read_bundle, write_bundle
 from ..io import inspect_file as inspect_io
 from ..models import PINNModule, build_module
+from ..options import Options
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,15 @@ def resolve_device(accelerator: str, devices: Any = "auto") -> torch.device:
     raise ValueError(f"accelerator '{accelerator}' is not supported for inference (use auto, cpu, gpu, mps)")
 
 
-def inspect_file(path: str | os.PathLike, *, photons_per_pattern: float | None = None) -> FileReport:
+@dataclass(frozen=True)
+class InspectOptions(Options):
+    """Options of ``inspect``: how a file's values are read."""
+
+    section = "inspect"
+    photons_per_pattern: float | None = photons_option()
+
+
+def inspect_file(path: str | os.PathLike, options: InspectOptions | None = None) -> FileReport:
     """:func:`ptychopinn.io.inspect_file`, where a bundle must also rebuild its network."""
-    return inspect_io(path, photons_per_pattern=photons_per_pattern, bundle_check=load_model_bundle)
+    options = options if options is not None else InspectOptions()
+    return inspect_io(path, photons_per_pattern=options.photons_per_pattern, bundle_check=load_model_bundle)

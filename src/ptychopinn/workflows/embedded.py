@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from ..io import Scan, ScanMetadata
-from ..refine import RefinementConfig, RefinementProgress
-from .reconstruction import reconstruct_scan
+from ..refine import RefinementProgress
+from .reconstruction import ReconstructOptions, reconstruct_scan
 
 log = logging.getLogger("ptychopinn")
 
@@ -152,15 +152,9 @@ def reconstruct_arrays(
     probe: np.ndarray,
     pixel_size_m: float,
     bad_pixels: np.ndarray | None = None,
-    model: str | os.PathLike | None = None,
-    train: bool = False,
-    train_time_budget_s: float = 60.0,
+    options: ReconstructOptions | None = None,
     training_dir: str | os.PathLike | None = None,
-    refinement: RefinementConfig | None = None,
-    accelerator: str = "auto",
-    devices: Any = "auto",
     callback: Callable[[RefinementProgress], None] | None = None,
-    progress: bool = False,
 ) -> ArrayReconstruction:
     """Reconstruct from arrays: optional network (given or trained), then physics refinement.
 
@@ -168,32 +162,24 @@ def reconstruct_arrays(
     ----------
     patterns, x_m, y_m, probe, pixel_size_m, bad_pixels
         See :func:`scan_from_arrays`.
-    model : path, optional
-        A model bundle whose prediction starts the refinement.
-    train : bool
-        Without a model: first train a network on these patterns for ``train_time_budget_s``
-        seconds (in ``training_dir``, default a temporary folder).
-    refinement : RefinementConfig, optional
-        Refinement options (default: L-BFGS, see :class:`~ptychopinn.refine.RefinementConfig`).
-    accelerator, devices
-        ``auto`` (a GPU when present), ``cpu``, ``gpu``...
+    options : ReconstructOptions, optional
+        As for ``reconstruct``: ``model`` (a bundle whose prediction starts the refinement),
+        ``train_first`` (train a network on these patterns first, for
+        ``train_time_budget_s``, in ``training_dir``, default a temporary folder), the
+        ``refinement`` (default: L-BFGS) and the ``device``. Default: progress bars off (a host
+        shows its own).
     callback : callable, optional
         Called after every refinement epoch with a :class:`~ptychopinn.refine.RefinementProgress`
         (``epoch``, ``loss``, ``elapsed_s``, ``snapshot()`` of the current object).
-    progress : bool
-        Progress bars on stderr (default off: a host shows its own).
 
     Returns
     -------
     ArrayReconstruction
     """
+    options = options if options is not None else ReconstructOptions(progress=False)
     scan = scan_from_arrays(patterns, x_m=x_m, y_m=y_m, probe=probe, pixel_size_m=pixel_size_m,
                             bad_pixels=bad_pixels)  # fmt: skip
-    result = reconstruct_scan(
-        scan, model=model, train_first=train, train_time_budget_s=train_time_budget_s,
-        training_dir=training_dir, refinement=refinement, accelerator=accelerator, devices=devices,
-        progress=progress, log=log.info, callback=callback,
-    )  # fmt: skip
+    result = reconstruct_scan(scan, options, training_dir=training_dir, log=log.info, callback=callback)
     return _in_metres(result, scan)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from ..evaluation import FRCResult, ObjectComparison, compare_objects, fourier_r
 from ..io import Scan, ScanFileError, ScanValidationError, read_scan, write_json
 from ..io.reconstruction import read_reconstruction
 from ..io.safety import require_regular_file
+from ..options import Options, option
 from ..physics import diffraction_intensity, extract_patches, poisson_deviance, poisson_nll
 from ..refine import RefinementConfig, RefinementResult, refine_object
 from .figures import plot_comparison, plot_frc
@@ -193,15 +195,48 @@ def write_metrics(path: Path, metrics: dict[str, object]) -> None:
     write_json(path, metrics)
 
 
+@dataclass(frozen=True)
+class EvaluateOptions(Options):
+    """What :func:`evaluate` judges a reconstruction against, and how.
+
+    Attributes
+    ----------
+    ground_truth : str or None
+        Scan file with an object, or an array file (see :func:`load_ground_truth`).
+    data : str or None
+        The scan: adds the data fidelity (Poisson NLL and deviance) of the reconstruction.
+    remove_ramp, register : bool
+        Alignment options of :func:`~ptychopinn.evaluation.compare_objects`.
+    half_scan_seconds : float or None
+        With ``data``: also the even/odd half-scan FRC, refining each half this long.
+    """
+
+    section = "evaluate"
+    ground_truth: str | None = option(
+        None, "scan file with an object, or .npy/.npz array", flags=("--ground-truth", "--ground_truth"),
+        path=True, metavar="FILE",
+    )  # fmt: skip
+    data: str | None = option(
+        None, "the scan file, for data fidelity and half-scan FRC", flags=("--data",), path=True,
+        metavar="FILE",
+    )  # fmt: skip
+    remove_ramp: bool = option(False, "also remove a linear phase ramp", flags=("--remove-ramp",))
+    register: bool = option(True, "register a sub-pixel shift before comparing", flags=("--register",))
+    half_scan_seconds: float | None = option(
+        None, "with --data: FRC of even/odd half reconstructions refined this long each",
+        flags=("--half-scan-seconds",), metavar="SECONDS", minimum=0.0, exclusive_minimum=True,
+    )  # fmt: skip
+
+    def check(self) -> None:
+        if self.ground_truth is None and self.data is None:
+            raise ValueError("nothing to evaluate against: give --ground-truth and/or --data")
+
+
 def evaluate(
     reconstruction: str | os.PathLike,
     output_dir: str | os.PathLike,
+    options: EvaluateOptions,
     *,
-    ground_truth: str | os.PathLike | None = None,
-    data: str | os.PathLike | None = None,
-    remove_ramp: bool = False,
-    register: bool = True,
-    half_scan_seconds: float | None = None,
     overwrite: bool = False,
 ) -> EvaluationResult:
     """Evaluate a reconstruction; writes ``metrics.json`` (and ``comparison.png`` with a truth).
@@ -211,19 +246,17 @@ def evaluate(
     reconstruction : path
         ``reconstruction.npz`` (or its folder).
     output_dir : path
-    ground_truth : path, optional
-        Scan file with an object, or an array file (see :func:`load_ground_truth`).
-    data : path, optional
-        The scan: adds the data fidelity (Poisson NLL and deviance) of the reconstruction.
-    remove_ramp, register : bool
-        Alignment options of :func:`~ptychopinn.evaluation.compare_objects`.
-    half_scan_seconds : float, optional
-        With ``data``: also the even/odd half-scan FRC, refining each half this long.
+    options : EvaluateOptions
+        The ground truth and/or the data to judge against (one at least), and the alignment.
     overwrite : bool
         Replace an earlier evaluation's outputs in ``output_dir`` (refused otherwise).
+
+    Examples
+    --------
+    >>> EvaluateOptions(ground_truth="scan.npz", remove_ramp=True).register
+    True
     """
-    if ground_truth is None and data is None:
-        raise ValueError("nothing to evaluate against: give --ground-truth and/or --data")
+    ground_truth, data = options.ground_truth, options.data
     recon = load_reconstruction(reconstruction)
     out = claim_output_folder(
         output_dir, command="evaluate", overwrite=overwrite, inputs=[recon.path, ground_truth, data]
@@ -235,7 +268,7 @@ def evaluate(
         truth, truth_pixel = load_ground_truth(ground_truth)
         comparison = compare_to_truth(
             recon.object, truth, recon.weight_sum, pixel_size_m=recon.pixel_size_m or truth_pixel,
-            remove_ramp=remove_ramp, register=register,
+            remove_ramp=options.remove_ramp, register=options.register,
         )  # fmt: skip
         metrics["ground_truth"] = os.fspath(ground_truth)
         metrics.update(comparison.to_dict())
@@ -251,8 +284,8 @@ def evaluate(
         metrics["data_fidelity"] = data_fidelity(
             recon.object, probe, positions, scan.diffraction, scan.mask, background=recon.background
         )
-        if half_scan_seconds:
-            halves = half_scan_frc(scan, half_scan_seconds, refinement=_refinement_of(recon.path))
+        if options.half_scan_seconds:
+            halves = half_scan_frc(scan, options.half_scan_seconds, refinement=_refinement_of(recon.path))
             metrics["half_scan_frc"] = {name: frc.to_dict() for name, frc in halves.items()}
             files["frc.png"] = out / "frc.png"
             plot_frc(halves, files["frc.png"], "even/odd half-scan FRC")

@@ -11,38 +11,62 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import dataclass
 
 from ..config import load_run_config
 from ..io import read_scan
+from ..options import Options, option
 from ..refine import RefinementConfig
 from ..simulate import SimulationConfig
 from .bundles import inspect_file
 from .figures import plot_scan_overview
-from .inference import infer
+from .inference import InferOptions, infer
 from .pretrained import matching_bundle
-from .reconstruction import reconstruct
+from .reconstruction import ReconstructOptions, reconstruct
 from .results import ExampleResult
 from .run_folder import claim_output_folder
 from .simulation import simulate_to_file
 from .training import train
 
 
+@dataclass(frozen=True)
+class ExampleOptions(Options):
+    """What the built-in example simulates, trains and refines."""
+
+    section = "example"
+    n_positions: int = option(
+        SimulationConfig().n_positions, "number of scan positions", flags=("--n-positions", "--n-images"),
+        minimum=1,
+    )  # fmt: skip
+    seed: int = option(SimulationConfig().seed, "random seed", flags=("--seed",), minimum=0)
+    epochs: int = option(10, "training epochs", flags=("--epochs",), minimum=1)
+    gridsize: int = option(2, "the trained network's gridsize", minimum=1, maximum=8)
+    refine_seconds: float = option(
+        20.0, "physics refinement time budget", flags=("--refine-seconds",), minimum=0.0,
+        exclusive_minimum=True,
+    )  # fmt: skip
+
+    def simulation(self) -> SimulationConfig:
+        """The simulated scan: the simulator's defaults with these positions and seed."""
+        return SimulationConfig(n_positions=self.n_positions, seed=self.seed)
+
+
 def run_example(
     output_dir: str | os.PathLike,
-    config: SimulationConfig | None = None,
+    options: ExampleOptions | None = None,
     *,
-    epochs: int = 10,
-    gridsize: int = 2,
-    refine_seconds: float = 20.0,
     overwrite: bool = False,
     log=print,
 ) -> ExampleResult:
     """Run the built-in example into ``output_dir`` and return what it wrote and found.
 
-    ``config`` defaults to :class:`SimulationConfig` (576 patterns of 64 x 64). A folder
-    holding an earlier run is refused unless ``overwrite`` (which removes that run's outputs).
+    The scan is :class:`SimulationConfig`'s default (576 patterns of 64 x 64) with the
+    options' positions and seed. A folder holding an earlier run is refused unless
+    ``overwrite`` (which removes that run's outputs).
     """
-    config = config if config is not None else SimulationConfig()
+    options = options if options is not None else ExampleOptions()
+    config = options.simulation()
+    epochs, gridsize, refine_seconds = options.epochs, options.gridsize, options.refine_seconds
     out = claim_output_folder(output_dir, command="example", overwrite=overwrite)
     result = ExampleResult(output_dir=out)
     log(
@@ -69,7 +93,8 @@ def run_example(
         log("[3/5] no shipped pretrained network was made for this probe: single pass skipped")
     else:
         log(f"[3/5] single pass with the shipped pretrained network {pretrained.name} (never saw this scan)")
-        result.single_pass = infer(pretrained, out / "scan.npz", out / "single-pass", progress=False)
+        quiet = InferOptions(progress=False)
+        result.single_pass = infer(pretrained, out / "scan.npz", out / "single-pass", quiet)
         result.files.update({f"single-pass/{name}": path for name, path in result.single_pass.files.items()})
         _log_comparison(log, "single pass", result.single_pass.comparison)
         log(f"      {result.single_pass.patterns_per_second:.0f} patterns/s")
@@ -86,13 +111,12 @@ def run_example(
     log(f"      wrote {trained.bundle} ({trained.summary['wall_time_s']:.0f} s)")
 
     log(f"[5/5] reconstructing: the network's prediction, then {refine_seconds:.0f} s of physics refinement")
-    result.reconstruction = reconstruct(
-        out / "scan.npz",
-        out / "reconstruction",
-        model=trained.bundle,
+    options = ReconstructOptions(
+        model=os.fspath(trained.bundle), progress=False,
         refinement=RefinementConfig(time_budget_s=refine_seconds, seed=config.seed),
-        progress=False,
-        log=lambda message: log(f"      {message}"),
+    )  # fmt: skip
+    result.reconstruction = reconstruct(
+        out / "scan.npz", out / "reconstruction", options, log=lambda message: log(f"      {message}")
     )
     result.files.update(
         {f"reconstruction/{name}": path for name, path in result.reconstruction.files.items()}

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import RunConfig
+from ..config import DeviceOptions, RunConfig, photons_option, progress_option
 from ..data import GroupedDiffraction, group_positions, holdout_mask, input_scale, make_dataloader
 from ..data.binning import bin_scan
 from ..io import Scan, read_scan, write_json
 from ..models import PINNModule, build_module
+from ..options import Options, option
 from ..physics import PatchStitcher, canvas_shape, probe_weight
 from .bundles import load_model_bundle, resolve_device
 from .evaluation import compare_to_truth
@@ -191,43 +193,109 @@ def with_data_consistency(module: PINNModule, steps: int, gridsize: int = 2) -> 
     return wrapped.eval()
 
 
+#: Lightning's spellings of the inference precisions (train's --precision), accepted too
+_LIGHTNING_PRECISIONS = {"32-true": "fp32", "32": "fp32", "bf16-mixed": "bf16", "bf16-true": "bf16",
+                         "bf16": "bf16", "16-mixed": "fp16", "16-true": "fp16", "16": "fp16"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class InferOptions(Options):
+    """Options of :func:`infer`.
+
+    Attributes
+    ----------
+    device : DeviceOptions
+        Where the network runs.
+    num_workers : int
+        DataLoader worker processes.
+    inference_batch_size : int or None
+        Groups per forward pass; None: by device (:data:`AUTO_PATTERNS` patterns).
+    n_groups : int or None
+        Groups to predict; None: one per position.
+    photons_per_pattern : float or None
+        For NPZ files holding normalised amplitudes.
+    data_consistency_steps : int
+        > 0: follow a gridsize-1 fno network by that many data-consistency steps over 2 x 2
+        groups (:func:`with_data_consistency`).
+    precision : {"fp32", "bf16", "fp16"}
+        The network's arithmetic (Lightning's spellings, ``bf16-mixed`` and so on, mean the same).
+    region : str or None
+        Reconstruct only the positions in a hold-out region: ``"held-out"`` for the one the
+        bundle was trained without (its ``data.holdout_region``), or ``"SIDE:FRACTION"``
+        (:mod:`ptychopinn.data.holdout`).
+    pin_memory : bool or None
+        Pin the loader's host memory; None: on a CUDA device.
+    progress : bool or None
+        Progress bars; None: on a terminal.
+    ptychodus_product : bool
+        Also write ``product.h5`` (see :func:`~ptychopinn.workflows.outputs.write_product`).
+    """
+
+    section = "infer"
+    device: DeviceOptions = field(default_factory=DeviceOptions)
+    num_workers: int = option(0, "DataLoader workers", flags=("--num-workers", "--num_workers"), minimum=0)
+    inference_batch_size: int | None = option(
+        None, "groups per forward pass", flags=("--inference-batch-size", "--inference_batch_size"),
+        minimum=1, default_text="by device, 32 patterns on a CPU, 4096 on a GPU",
+    )  # fmt: skip
+    n_groups: int | None = option(
+        None, "groups to predict", flags=("--n-groups", "--n_groups", "--n-images", "--n_images"),
+        minimum=1, default_text="one per position",
+    )  # fmt: skip
+    photons_per_pattern: float | None = photons_option()
+    data_consistency_steps: int = option(
+        0, "follow a gridsize-1 fno network by K data-consistency steps through the probe over "
+        "2 x 2 groups of patterns; better phase, K times slower", flags=("--data-consistency-steps",),
+        metavar="K", minimum=0, default_text="0: the network alone",
+    )  # fmt: skip
+    precision: str = option(
+        "fp32", "the network's arithmetic (fp16 on a GPU only; stitching stays float32)",
+        flags=("--precision",), choices=tuple(PRECISIONS) + tuple(_LIGHTNING_PRECISIONS),
+        metavar="PRECISION",
+    )  # fmt: skip
+    region: str | None = option(
+        None, "reconstruct only the positions in this region (e.g. right:0.25)", flags=("--region",),
+        metavar="SIDE:FRACTION", exclusive="region",
+        shortcuts=((("--held-out",), "held-out",
+                    "reconstruct only the positions the model was trained without "
+                    "(train --holdout-region)"),),
+    )  # fmt: skip
+    pin_memory: bool | None = option(
+        None, "pin the data loader's host memory", flags=("--pin-memory",), default_text="on a CUDA device"
+    )
+    progress: bool | None = progress_option()
+    ptychodus_product: bool = option(
+        False, "also write OUTPUT_DIR/product.h5, a product that ptychodus opens",
+        flags=("--ptychodus-product",),
+    )  # fmt: skip
+
+    def normalise(self) -> None:
+        if isinstance(self.precision, str):
+            self._set("precision", _LIGHTNING_PRECISIONS.get(self.precision, self.precision))
+
+
 def infer(
     model: str | os.PathLike,
     data: str | os.PathLike,
     output_dir: str | os.PathLike,
+    options: InferOptions | None = None,
     *,
-    accelerator: str = "auto",
-    devices: Any = "auto",
-    num_workers: int = 0,
-    inference_batch_size: int | None = None,
-    n_groups: int | None = None,
-    photons_per_pattern: float | None = None,
-    progress: bool | None = None,
-    ptychodus_product: bool = False,
-    data_consistency_steps: int = 0,
     overwrite: bool = False,
-    pin_memory: bool | None = None,
-    region: str | None = None,
-    precision: str = "fp32",
 ) -> InferenceResult:
     """Reconstruct ``data`` with the bundle ``model`` and write every output to ``output_dir``.
-
-    ``region``: reconstruct only the positions in a hold-out region: ``"held-out"`` for the
-    one the bundle was trained without (its ``data.holdout_region``), or ``"SIDE:FRACTION"``
-    (:mod:`ptychopinn.data.holdout`).
 
     ``output_dir`` is claimed for this run (:func:`~.run_folder.claim_output_folder`): a folder
     holding an earlier run's outputs is refused unless ``overwrite``; inputs are never written.
 
-    ``data_consistency_steps`` > 0 follows a gridsize-1 fno network by that many
-    data-consistency steps over 2 x 2 groups (:func:`with_data_consistency`).
-
     Writes ``reconstruction.npz``, ``amplitude.tiff``, ``phase.tiff``, ``amplitude.png``,
     ``phase.png`` and, when the scan holds a ground-truth object, ``metrics.json``; with
-    ``ptychodus_product`` also ``product.h5`` (see :func:`~ptychopinn.workflows.outputs.write_product`).
+    ``options.ptychodus_product`` also ``product.h5``.
     """
+    options = options if options is not None else InferOptions()
+    region, precision = options.region, options.precision
+    data_consistency_steps = options.data_consistency_steps
     loaded = load_model_bundle(model)
-    scan = read_scan(data, photons_per_pattern=photons_per_pattern)
+    scan = read_scan(data, photons_per_pattern=options.photons_per_pattern)
     factor = loaded.config.data.detector_bin
     if factor > 1 and scan.pattern_size == loaded.pattern_size * factor:
         scan = bin_scan(scan, factor)  # binned as the network was trained
@@ -240,12 +308,12 @@ def infer(
         selected = holdout_mask(scan.positions, spec)
         log.info("region %s: %d of %d positions", spec, int(selected.sum()), scan.n_patterns)
         scan = scan.subset(selected)
-    if ptychodus_product:
+    if options.ptychodus_product:
         check_product_metadata(scan)  # before the work, not after it
-    device = resolve_device(accelerator, devices)
+    device = resolve_device(options.device.accelerator, options.device.devices)
     precision_context(precision, device)  # a bad precision fails before the work
     output_dir = claim_output_folder(output_dir, command="infer", inputs=[model, data], overwrite=overwrite)
-    batch = inference_batch_size or auto_batch_size(device, int(loaded.module.hparams.channels))
+    batch = options.inference_batch_size or auto_batch_size(device, int(loaded.module.hparams.channels))
     started = time.perf_counter()
     module, gridsize = loaded.module, loaded.gridsize
     if data_consistency_steps:
@@ -256,9 +324,9 @@ def infer(
                 scan.source, int((~scan.mask).sum()),
             )  # fmt: skip
     reconstruction = predict_object(
-        module, scan, gridsize=gridsize, n_groups=n_groups, batch_size=batch,
-        device=device, num_workers=num_workers, seed=loaded.config.execution.seed,
-        progress=progress, pin_memory=pin_memory, precision=precision,
+        module, scan, gridsize=gridsize, n_groups=options.n_groups, batch_size=batch,
+        device=device, num_workers=options.num_workers, seed=loaded.config.execution.seed,
+        progress=options.progress, pin_memory=options.pin_memory, precision=precision,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
     comparison = compare_to_truth(
@@ -270,7 +338,7 @@ def infer(
         comparison=comparison,
         title=f"{Path(data).name} with {Path(model).name}",
     )
-    if ptychodus_product:
+    if options.ptychodus_product:
         files["product.h5"] = write_product(reconstruction, scan, Path(output_dir) / "product.h5")
     info = {
         "model": os.fspath(model),
@@ -293,10 +361,7 @@ def infer(
         images=[("amplitude", files["amplitude.png"]), ("phase", files["phase.png"]),
                 ("comparison with the ground truth", files.get("comparison.png", ""))],
         metrics=comparison.to_dict() if comparison else None,
-        config={"inference": {"accelerator": accelerator, "devices": str(devices), "num_workers": num_workers,
-                              "pin_memory": pin_memory,
-                              "batch_size": batch, "n_groups": n_groups,
-                              "data_consistency_steps": data_consistency_steps},
+        config={"inference": {**options.to_dict(), "batch_size": batch},
                 "model": {"file": os.fspath(model), "generator": loaded.config.model.generator,
                           "gridsize": loaded.gridsize, "pattern_size": loaded.pattern_size}},
         details=info,

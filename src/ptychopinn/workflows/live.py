@@ -24,6 +24,7 @@ stitched; only the mosaic (and, with ``refine``, the last ``refine_window`` fram
 from __future__ import annotations
 
 import html
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import ACCELERATORS
+from ..config import ACCELERATORS, DeviceOptions
 from ..io import ScanFileError, atomic_path, write_json, write_npz
 from ..io.reconstruction import write_reconstruction_npz
 from ..io.safety import HDF5_SIGNATURE
@@ -84,6 +85,8 @@ class WatchOptions(Options):
         ``auto``, ``cpu``, ``gpu``, ``cuda``, ``mps``.
     poll_seconds : float
         Wait between looks at the source when nothing has arrived.
+    data_key, positions_key : str or None
+        The growing datasets of an HDF5 source not written by ``simulate --stream-to``.
     """
 
     section = "watch"
@@ -128,6 +131,12 @@ class WatchOptions(Options):
     )  # fmt: skip
     poll_seconds: float = option(
         0.01, "wait between looks at the source when nothing arrived", minimum=0.0, exclusive_minimum=True
+    )
+    data_key: str | None = option(
+        None, "HDF5 source: the growing (n, N, N) counts", flags=("--data-key",), default_text="CXI's"
+    )
+    positions_key: str | None = option(
+        None, "HDF5 source: the growing (n, 2) (y, x) positions in object pixels", flags=("--positions-key",)
     )
 
     def check(self) -> None:
@@ -353,8 +362,6 @@ def watch(
     *,
     overwrite: bool = False,
     log: Callable[[str], None] = print,
-    data_key: str | None = None,
-    positions_key: str | None = None,
 ) -> WatchResult:
     """Follow a scan while it is written and keep a reconstruction of everything seen so far.
 
@@ -372,16 +379,14 @@ def watch(
         Replace an earlier run's outputs in ``output_dir``.
     log : callable
         Receives the status lines.
-    data_key, positions_key : str, optional
-        The growing datasets of an HDF5 source not written by ``simulate --stream-to``.
 
     Returns
     -------
     WatchResult
     """
-    from .reconstruction import reconstruct
+    from .reconstruction import ReconstructOptions, reconstruct
 
-    keys = {k: v for k, v in (("data_key", data_key), ("positions_key", positions_key)) if v}
+    keys = {k: v for k, v in (("data_key", options.data_key), ("positions_key", options.positions_key)) if v}
     device = resolve_device(options.accelerator)
     # with a given network, everything slow (loading, the first passes) happens before the
     # first frame can arrive; the shipped network is chosen from the source's probe
@@ -534,16 +539,12 @@ def watch(
         scan = stream.received_scan(state.probe)
         write_npz(scan, out / "scan.npz")
         files["scan.npz"] = out / "scan.npz"
-        config = RefinementConfig(epochs=100000, time_budget_s=options.final_seconds)
-        final = reconstruct(
-            out / "scan.npz",
-            out / "final",
-            model=model,
-            refinement=config,
-            accelerator=options.accelerator,
-            progress=False,
-            log=log,
-        )
+        final_options = ReconstructOptions(
+            model=None if model is None else os.fspath(model),
+            refinement=RefinementConfig(epochs=100000, time_budget_s=options.final_seconds),
+            device=DeviceOptions(accelerator=options.accelerator), progress=False,
+        )  # fmt: skip
+        final = reconstruct(out / "scan.npz", out / "final", final_options, log=log)
         files.update({f"final/{k}": v for k, v in final.files.items()})
     stream.close()
     return WatchResult(output_dir=out, summary=summary, files=files, final=final)

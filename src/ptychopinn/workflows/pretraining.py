@@ -72,6 +72,7 @@ class PretrainConfig(Options):
     probe: str = option(
         "focused", "a simulator probe (focused, gaussian) or a file holding one: scan (NPZ, CXI, "
         "ptychodus directory), ptychodus product.h5, .npy", flags=("--probe",), metavar="PROBE",
+        required=True,
     )  # fmt: skip
     pattern_size: int = option(
         64, "N for simulator probes (a file's probe sets its own)", flags=("--pattern-size", "-N"),

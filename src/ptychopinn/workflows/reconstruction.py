@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import load_run_config
+from ..config import DeviceOptions, load_run_config, photons_option, progress_option
 from ..io import Scan, read_scan, write_json, write_scan
+from ..options import Options, option
 from ..physics import canvas_shape
 from ..refine import (
     RefinementConfig,
@@ -45,21 +47,96 @@ from .run_folder import claim_output_folder
 PROGRESS_LINE_S = 30.0
 
 
+@dataclass(frozen=True)
+class ReconstructOptions(Options):
+    """Options of :func:`reconstruct`: where it starts, the refinement, and what it writes.
+
+    Attributes
+    ----------
+    model : str or None
+        A model bundle whose prediction starts the refinement.
+    use_pretrained : bool
+        Without ``model`` (and without ``train_first``): start from a pretrained bundle shipped
+        with the package when one was made for this scan's probe (same N, probe overlap
+        >= 0.99); else from a flat object.
+    train_first : bool
+        Without a model: first train a network on this scan for ``train_time_budget_s``
+        (in ``output_dir/training``).
+    train_config : str or None
+        ``train``'s YAML/JSON configuration (model, training, execution sections) for that training.
+    train_learning_rate : float or None
+        That training's AdamW learning rate (default: train's).
+    inference_batch_size : int
+        Groups per network forward pass.
+    photons_per_pattern : float or None
+        For NPZ files holding normalised amplitudes.
+    progress : bool or None
+        Progress bars (default: on a terminal).
+    ptychodus_product : bool
+        Also write ``product.h5``, a ptychodus product (object, refined probe and positions,
+        metadata, loss history) that ptychodus opens.
+    half_scan_frc : bool
+        Also reconstruct the even and the odd positions apart (flat start, the same options
+        and as many epochs as the full refinement ran) and report their Fourier ring
+        correlation: the resolution without a ground truth (``frc.png``, in
+        ``reconstruct.json`` and the report; in metres when the pixel size is known).
+    refinement : RefinementConfig
+        The physics refinement.
+    device : DeviceOptions
+        Where the network and the refinement run.
+    """
+
+    section = "reconstruct"
+    model: str | None = option(
+        None, "model bundle whose prediction starts the refinement", flags=("--model", "--model_path"),
+        path=True, default_text="a shipped pretrained model made for the probe, if any",
+    )  # fmt: skip
+    use_pretrained: bool = option(
+        True, "without --model: start from a shipped pretrained model made for the probe, when one "
+        "matches (--no-pretrained: a flat object)", flags=("--pretrained",),
+    )  # fmt: skip
+    train_first: bool = option(
+        False, "without --model: train a network on the scan first (see --train-time-budget)",
+        flags=("--train-first",),
+    )  # fmt: skip
+    train_time_budget_s: float = option(
+        60.0, "training time for --train-first", flags=("--train-time-budget",), metavar="SECONDS",
+        minimum=0.0, exclusive_minimum=True,
+    )  # fmt: skip
+    train_config: str | None = option(
+        None, "with --train-first: train's YAML/JSON configuration (model, training, execution "
+        "sections) for that training", flags=("--train-config",), metavar="FILE", path=True,
+    )  # fmt: skip
+    train_learning_rate: float | None = option(
+        None, "with --train-first: the training's AdamW learning rate", flags=("--train-learning-rate",),
+        metavar="LR", minimum=0.0, exclusive_minimum=True, default_text="train's",
+    )  # fmt: skip
+    inference_batch_size: int = option(
+        64, "groups per network forward pass", flags=("--inference-batch-size",), minimum=1
+    )
+    photons_per_pattern: float | None = photons_option()
+    progress: bool | None = progress_option()
+    ptychodus_product: bool = option(
+        False, "also write OUTPUT_DIR/product.h5 (object, refined probe and positions, losses) "
+        "that ptychodus opens", flags=("--ptychodus-product",),
+    )  # fmt: skip
+    half_scan_frc: bool = option(
+        False, "also reconstruct the even and odd positions apart and report their Fourier ring "
+        "correlation (resolution without a ground truth; frc.png)", flags=("--half-scan-frc",),
+    )  # fmt: skip
+    refinement: RefinementConfig = field(default_factory=RefinementConfig)
+    device: DeviceOptions = field(default_factory=DeviceOptions)
+
+    def check(self) -> None:
+        if self.model is not None and self.train_first:
+            self.fail("train_first", "--model and --train-first exclude each other: the model is trained")
+
+
 def reconstruct_scan(
     scan: Scan,
+    options: ReconstructOptions | None = None,
     *,
-    model: str | os.PathLike | None = None,
-    use_pretrained: bool = True,
-    train_first: bool = False,
-    train_time_budget_s: float = 60.0,
-    train_config: str | os.PathLike | None = None,
-    train_overrides: dict[str, dict[str, Any]] | None = None,
     training_dir: str | os.PathLike | None = None,
-    refinement: RefinementConfig | None = None,
-    accelerator: str = "auto",
-    devices: Any = "auto",
-    inference_batch_size: int = 64,
-    progress: bool | None = None,
     log: Callable[[str], None] = print,
     callback: Callable[[RefinementProgress], None] | None = None,
 ) -> ReconstructResult:
@@ -69,16 +146,16 @@ def reconstruct_scan(
     ``training_dir``: where ``train_first`` trains (default: a temporary folder, removed after).
     The scan is written there as an NPZ file for training when it has no file of its own.
     """
-    if model is None and not train_first and use_pretrained:
+    options = options if options is not None else ReconstructOptions()
+    model, train_first, progress = options.model, options.train_first, options.progress
+    if model is None and not train_first and options.use_pretrained:
         model = matching_bundle(scan.probe_modes)
         if model is not None:
             log(f"starting from the shipped pretrained model {model.name} (made for this probe)")
-    refinement = refinement if refinement is not None else RefinementConfig()
-    if model is not None and train_first:
-        raise ValueError("--model and --train-first exclude each other: a model is already trained")
+    refinement = options.refinement
     started = time.perf_counter()
     scan = scan.load()
-    device = resolve_device(accelerator, devices)
+    device = resolve_device(options.device.accelerator, options.device.devices)
     size = scan.pattern_size
     shape = (
         scan.object.shape if scan.object is not None else canvas_shape(torch.from_numpy(scan.positions), size)
@@ -89,9 +166,7 @@ def reconstruct_scan(
     bundle = Path(model) if model is not None else None
     with tempfile.TemporaryDirectory(prefix="ptychopinn-train-") as scratch:
         if train_first:
-            bundle = _train_on(scan, Path(training_dir or scratch), train_time_budget_s, accelerator,
-                               refinement.seed, progress, log,
-                               config_file=train_config, overrides=train_overrides)  # fmt: skip
+            bundle = _train_on(scan, Path(training_dir or scratch), options, log)
             timings["training_s"] = time.perf_counter() - started
             start = "trained"
         initial = None
@@ -102,8 +177,8 @@ def reconstruct_scan(
             if start == "constant":
                 start = "model"
             predicted = predict_object(
-                loaded.module, scan, gridsize=loaded.gridsize, batch_size=inference_batch_size, device=device,
-                seed=refinement.seed, progress=progress,
+                loaded.module, scan, gridsize=loaded.gridsize, batch_size=options.inference_batch_size,
+                device=device, seed=refinement.seed, progress=progress,
             )  # fmt: skip
             flat = constant_object(
                 shape, torch.from_numpy(scan.diffraction), torch.from_numpy(scan.probe_modes)
@@ -181,21 +256,11 @@ def _shift_summary(shifts: np.ndarray) -> dict[str, float]:
             "max_y": float(largest[0]), "max_x": float(largest[1])}  # fmt: skip
 
 
-def _train_on(
-    scan: Scan,
-    out: Path,
-    budget_s: float,
-    accelerator: str,
-    seed: int,
-    progress: bool | None,
-    log: Callable[[str], None],
-    config_file: str | os.PathLike | None = None,
-    overrides: dict[str, dict[str, Any]] | None = None,
-) -> Path:
-    """Train a network on ``scan`` for ``budget_s`` seconds in ``out``; return its bundle.
+def _train_on(scan: Scan, out: Path, options: ReconstructOptions, log: Callable[[str], None]) -> Path:
+    """Train a network on ``scan`` for ``options.train_time_budget_s`` in ``out``; return its bundle.
 
-    ``config_file`` (``train``'s YAML/JSON sections) and ``overrides`` (``{section: {field:
-    value}}``) set any other training option; the scan, the budget and the device stay these.
+    ``options.train_config`` (``train``'s YAML/JSON sections) and ``train_learning_rate`` set
+    other training options; the scan, the budget, the device and the seed stay these.
     """
     from .training import train
 
@@ -204,40 +269,30 @@ def _train_on(
     if data is None or not os.path.exists(data):  # a scan built in memory: give it a file
         data = os.fspath(out / "scan.npz")
         write_scan(scan, data)
+    budget_s, progress = options.train_time_budget_s, options.progress
     log(f"training a network on the scan for {budget_s:.0f} s")
-    given: dict[str, dict[str, Any]] = {name: dict(values) for name, values in (overrides or {}).items()}
+    given: dict[str, dict[str, Any]] = {}
+    if options.train_learning_rate is not None:
+        given["execution"] = {"learning_rate": options.train_learning_rate}
     fixed = {
         "data": {"train_data": os.fspath(data),
                  "photons_per_pattern": scan.metadata.photons_per_pattern},
         "training": {"time_budget_s": budget_s},
-        "execution": {"accelerator": accelerator, "seed": seed,
+        "execution": {"accelerator": options.device.accelerator, "seed": options.refinement.seed,
                       "progress_bar": bool(progress) if progress is not None else False},
     }  # fmt: skip
     given.setdefault("training", {}).setdefault("epochs", 10_000)
     for section, values in fixed.items():
         given.setdefault(section, {}).update(values)
-    run = load_run_config(config_file, given)
+    run = load_run_config(options.train_config, given)
     return train(run, out).bundle
 
 
 def reconstruct(
     data: str | os.PathLike,
     output_dir: str | os.PathLike,
+    options: ReconstructOptions | None = None,
     *,
-    model: str | os.PathLike | None = None,
-    use_pretrained: bool = True,
-    train_first: bool = False,
-    train_time_budget_s: float = 60.0,
-    train_config: str | os.PathLike | None = None,
-    train_overrides: dict[str, dict[str, Any]] | None = None,
-    refinement: RefinementConfig | None = None,
-    accelerator: str = "auto",
-    devices: Any = "auto",
-    inference_batch_size: int = 64,
-    photons_per_pattern: float | None = None,
-    progress: bool | None = None,
-    ptychodus_product: bool = False,
-    half_scan_frc: bool = False,
     overwrite: bool = False,
     log: Callable[[str], None] = print,
     callback: Callable[[RefinementProgress], None] | None = None,
@@ -253,32 +308,9 @@ def reconstruct(
         Where the outputs go (see :func:`~ptychopinn.workflows.outputs.write_reconstruction`;
         plus ``probe`` / ``positions_refined`` / ``loss`` in ``reconstruction.npz``,
         ``loss.json``, ``loss.png``, ``reconstruct.json``).
-    model : path, optional
-        A model bundle whose prediction starts the refinement.
-    use_pretrained : bool
-        Without ``model`` (and without ``train_first``): start from a pretrained bundle shipped
-        with the package when one was made for this scan's probe (same N, probe overlap
-        >= 0.99); else from a flat object.
-    train_first : bool
-        Without a model: first train a network on this scan for ``train_time_budget_s``
-        (in ``output_dir/training``).
-    refinement : RefinementConfig, optional
-    accelerator, devices
-        Where the network and the refinement run (``auto``: a GPU when present).
-    inference_batch_size : int
-        Groups per network forward pass.
-    photons_per_pattern : float, optional
-        For NPZ files holding normalised amplitudes.
-    progress : bool, optional
-        Progress bars (default: on a terminal).
-    ptychodus_product : bool
-        Also write ``product.h5``, a ptychodus product (object, refined probe and positions,
-        metadata, loss history) that ptychodus opens.
-    half_scan_frc : bool
-        Also reconstruct the even and the odd positions apart (flat start, the same options
-        and as many epochs as the full refinement ran) and report their Fourier ring
-        correlation: the resolution without a ground truth (``frc.png``, in
-        ``reconstruct.json`` and the report; in metres when the pixel size is known).
+    options : ReconstructOptions, optional
+        Where it starts, the refinement, the device and the optional outputs (default: all
+        defaults).
     overwrite : bool
         Replace the outputs of an earlier run in ``output_dir`` (refused otherwise; inputs are
         never written: :func:`~.run_folder.claim_output_folder`).
@@ -286,23 +318,26 @@ def reconstruct(
         Receives one-line status messages.
     callback : callable, optional
         Also called with every epoch's :class:`~ptychopinn.refine.RefinementProgress`.
+
+    Examples
+    --------
+    >>> options = ReconstructOptions(refinement=RefinementConfig(time_budget_s=5.0, refine_probe=True))
+    >>> options.refinement.solver_name()
+    'preconditioned'
     """
-    scan = read_scan(data, photons_per_pattern=photons_per_pattern)  # bad input: nothing made yet
-    if ptychodus_product:
+    options = options if options is not None else ReconstructOptions()
+    model = options.model
+    scan = read_scan(data, photons_per_pattern=options.photons_per_pattern)  # bad input: nothing made yet
+    if options.ptychodus_product:
         check_product_metadata(scan)  # before the work, not after it
     if model is not None:
         load_model_bundle(model)  # a bad bundle is refused before the folder is made
     out = claim_output_folder(
-        output_dir, command="reconstruct", inputs=[data, model, train_config], overwrite=overwrite
+        output_dir, command="reconstruct", inputs=[data, model, options.train_config], overwrite=overwrite
     )
-    result = reconstruct_scan(
-        scan, model=model, use_pretrained=use_pretrained, train_first=train_first,
-        train_time_budget_s=train_time_budget_s, train_config=train_config, train_overrides=train_overrides,
-        training_dir=out / "training", refinement=refinement,
-        accelerator=accelerator, devices=devices, inference_batch_size=inference_batch_size,
-        progress=progress, log=log, callback=callback,
-    )  # fmt: skip
-    refinement = refinement if refinement is not None else RefinementConfig()
+    result = reconstruct_scan(scan, options, training_dir=out / "training", log=log, callback=callback)
+    refinement = options.refinement
+    device = str(resolve_device(options.device.accelerator, options.device.devices))
     refined, comparison, start = result.refinement, result.comparison, result.start
     extra = {} if refined.background is None else {"background": refined.background}
     initial_comparison, timings = result.initial_comparison, result.timings
@@ -316,16 +351,15 @@ def reconstruct(
             **extra,
         },
     )  # fmt: skip
-    if ptychodus_product:
+    if options.ptychodus_product:
         files["product.h5"] = write_product(
             result.reconstruction, scan, out / "product.h5", probe=refined.probe, losses=refined.loss_history
         )
     frc_summary = None
-    if half_scan_frc:
+    if options.half_scan_frc:
         t0 = time.perf_counter()
         halves_config = dataclasses.replace(refinement, epochs=max(refined.epochs, 1), time_budget_s=None)
-        halves = half_scan_frc_of(scan, None, refinement=halves_config,
-                                  device=str(resolve_device(accelerator, devices)))  # fmt: skip
+        halves = half_scan_frc_of(scan, None, refinement=halves_config, device=device)
         result.timings["half_scan_frc_s"] = time.perf_counter() - t0
         files["frc.png"] = out / "frc.png"
         plot_frc(halves, files["frc.png"], f"even/odd half-scan FRC ({refined.epochs} epochs each)")
@@ -342,8 +376,9 @@ def reconstruct(
         "data": os.fspath(data),
         "model": result.model,
         "start": start,
-        "device": str(resolve_device(accelerator, devices)),
-        "refinement": dataclasses.asdict(refinement.resolved()),
+        "device": device,
+        "options": options.to_dict(),
+        "refinement": refinement.resolved().to_dict(),
         "batch_size_used": refined.batch_size,
         "probe_calibration_factor": refined.probe_scale,
         "phase_ramp_removed_rad_per_px": list(refined.phase_ramp),
@@ -373,7 +408,7 @@ def reconstruct(
                 ("half-scan Fourier ring correlation", files.get("frc.png", "")),
                 ("comparison with the ground truth", files.get("comparison.png", ""))],
         metrics=metrics or None,
-        config={"refinement": dataclasses.asdict(refinement.resolved())},
+        config={"refinement": refinement.resolved().to_dict()},
         details={k: v for k, v in summary.items() if not k.startswith(("refinement", "metrics"))},
     )  # fmt: skip
     result.files = files

@@ -6,10 +6,52 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from ..config import progress_option
 from ..io import Scan, format_for_output, read_scan, write_scan
 from ..io.stream import StreamWriter
+from ..options import Options, option
 from ..simulate import SimulationConfig, simulate_scan
+
+
+@dataclass(frozen=True)
+class SimulateOptions(Options):
+    """Where ``simulate`` writes: a file at once, or a growing file frame by frame."""
+
+    section = "simulate"
+    output: str | None = option(
+        None, "output file: .npz or .cxi (.h5, .hdf5)", flags=("--output", "-o"), path=True,
+        exclusive="target", required=True, metavar="OUTPUT",
+    )  # fmt: skip
+    stream_to: str | None = option(
+        None, "write the scan frame by frame into a growing CXI file at --rate, as a detector would "
+        "(ptychopinn watch follows it)", flags=("--stream-to",), metavar="FILE", path=True,
+        exclusive="target",
+    )  # fmt: skip
+    rate: float = option(
+        100.0, "with --stream-to: frames per second", flags=("--rate",), metavar="HZ", minimum=0.0,
+        exclusive_minimum=True,
+    )  # fmt: skip
+    block: int = option(
+        1, "with --stream-to: frames per write", flags=("--block",), metavar="FRAMES", minimum=1
+    )
+    progress: bool | None = progress_option()
+
+    def check(self) -> None:
+        if (self.output is None) == (self.stream_to is None):
+            raise ValueError("simulate: give one of --output and --stream-to")
+
+
+def simulate(
+    config: SimulationConfig, options: SimulateOptions, *, log: Callable[[str], None] = print
+) -> Scan | None:
+    """Simulate a scan with ``config`` into ``options.output`` (returned, read back), or stream
+    it into ``options.stream_to`` at ``options.rate`` (returns None)."""
+    if options.stream_to is not None:
+        stream_to_file(config, options.stream_to, rate_hz=options.rate, block=options.block, log=log)
+        return None
+    return simulate_to_file(config, options.output, progress=options.progress)
 
 
 def simulate_to_file(
