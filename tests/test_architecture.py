@@ -182,3 +182,33 @@ def test_docstrings_cite_sections_of_the_conventions_that_exist():
     assert not missing, missing
     outside = sorted(p.name for p in PACKAGE.rglob("*.py") if "shared/spec" in p.read_text())
     assert not outside, f"docstrings citing the spec outside the repository: {outside}"
+
+
+#: the one place a flag is made (the builder) and the parser's own flags (main)
+FLAG_MAKERS = {"cli/flags.py", "cli/main.py"}
+
+
+def hand_made_flags(package_dir: Path, allowed: set[str]) -> list[str]:
+    """``file:line`` of every ``add_argument(`` call outside the flag builder and main."""
+    found = []
+    for path in sorted(package_dir.rglob("*.py")):
+        name = path.relative_to(package_dir).as_posix()
+        if name in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument":
+                found.append(f"{name}:{node.lineno}")
+    return found
+
+
+def test_flags_are_made_only_by_the_builder():
+    assert not hand_made_flags(PACKAGE, FLAG_MAKERS), "flags declared by hand; declare an option() field"
+
+
+def test_the_flag_check_catches_a_hand_made_flag(tmp_path):
+    package = _write_package(tmp_path, {
+        "toy/__init__.py": "",
+        "toy/cli/flags.py": "def build(parser):\n    parser.add_argument('--fine')\n",
+        "toy/cli/commands.py": "def add(parser):\n    group = parser\n    group.add_argument('--epochs', type=int)\n",
+    })  # fmt: skip
+    assert hand_made_flags(package, {"cli/flags.py"}) == ["cli/commands.py:3"]

@@ -246,6 +246,8 @@ class ModelConfig(Options):
         the two differ by more than 2x; ``mean_counts``: always; ``none``: never.
     overlap_window : str
         Merge window of the overlap constraint: ``probe`` (|P|^2 / max) or ``disk``.
+    generator_options : dict
+        The chosen generator's own options, by name (the fields of its ``options`` class).
     """
 
     section = "model"
@@ -271,6 +273,13 @@ class ModelConfig(Options):
         flags=("--probe-calibration",), choices=PROBE_CALIBRATIONS,
     )  # fmt: skip
     overlap_window: str = option("probe", "merge window of the overlap constraint", choices=OVERLAP_WINDOWS)
+    generator_options: dict[str, Any] = option(
+        help="the generator's own options (its Options class; none: its defaults)", flags=("--generator",),
+        plugins=GENERATORS, group="generator options",
+    )  # fmt: skip
+
+    def check(self) -> None:
+        self.plugin_options("generator_options", self.generator)  # the generator takes these
 
 
 @dataclass(frozen=True)

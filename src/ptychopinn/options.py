@@ -46,6 +46,7 @@ def option(
     positional: bool = False,
     required: bool = False,
     exclusive: str | None = None,
+    plugins: Any = None,
     default_text: str | Callable[[], str] | None = None,
     shortcuts: tuple[tuple[tuple[str, ...], Any, str], ...] = (),
     scan_data: bool = False,
@@ -78,6 +79,12 @@ def option(
         The command line requires it (the class may still have a default).
     exclusive : str, optional
         Flags naming the same group exclude each other (required when one of them is).
+    plugins : Registry, optional
+        The field is a mapping of the options of a plugin chosen by another field (a solver's,
+        a generator's): its keys are the fields of that plugin's ``options`` class (an
+        :class:`Options` subclass; none: the plugin takes no options). The owner checks them
+        with :meth:`Options.plugin_options`; the command line offers them as dotted flags,
+        ``--solver.momentum`` for a field declared with ``flags=("--solver",)``.
     default_text : str or callable, optional
         How help states the default (``"one per position"`` for None); a callable is asked
         when help is shown (a text made from a registry's plugins).
@@ -114,19 +121,26 @@ def option(
         "positional": positional,
         "required": required,
         "exclusive": exclusive,
+        "plugins": plugins,
         "default_text": default_text,
         "shortcuts": tuple(shortcuts),
         "scan_data": scan_data,
         "group": group,
     }
+    if plugins is not None and default is _MISSING and default_factory is _MISSING:
+        default_factory = dict
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 
 def option_fields(cls: type) -> list[dataclasses.Field]:
-    """The fields of a dataclass declared with :func:`option` and at least one flag."""
-    return [f for f in dataclasses.fields(cls) if f.metadata.get("flags")]
+    """The fields of a dataclass declared with :func:`option` and at least one flag.
+
+    A plugin-options field is left out: its flag is the prefix of its plugins' flags.
+    """
+    fields = dataclasses.fields(cls)
+    return [f for f in fields if f.metadata.get("flags") and f.metadata.get("plugins") is None]
 
 
 def option_choices(field: dataclasses.Field) -> tuple[str, ...] | None:
@@ -279,6 +293,23 @@ class Options:
             self._validate(field, kinds[field.name])
         self.check()
 
+    def plugin_options(self, name: str, plugin: str) -> Options:
+        """The options of ``plugin`` (registered in field ``name``'s registry) from that field.
+
+        Raises
+        ------
+        ValueError
+            An option the plugin does not take, or a value its options refuse.
+        """
+        field = next(f for f in dataclasses.fields(self) if f.name == name)
+        options_class = plugin_options_class(field.metadata["plugins"].get(plugin))
+        given = getattr(self, name)
+        if options_class is None:
+            if given:
+                self.fail(name, f"the {plugin} {field.metadata['plugins'].kind} takes no options")
+            return NoOptions()
+        return options_class.from_dict(given, source=f"{self.section}.{name}")
+
     def normalise(self) -> None:
         """Map accepted spellings to the stored one, before validation (none by default).
 
@@ -297,6 +328,11 @@ class Options:
 
     def _validate(self, field: dataclasses.Field, kind: FieldKind) -> None:
         name, value, meta = field.name, getattr(self, field.name), field.metadata
+        if meta.get("plugins") is not None:
+            if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+                self.fail(name, "must be a mapping of option names to values")
+            self._set(name, dict(value))
+            return
         if value is None:
             if kind.optional or (kind.scalar is None and kind.nested is None):
                 return
@@ -386,6 +422,11 @@ class Options:
                 given = nested.flag_values(values, key + "__")
                 if given:
                     out[field.name] = given
+            elif field.metadata.get("plugins") is not None:
+                inner = {k[len(key) + 2 :]: v for k, v in values.items() if k.startswith(key + "__")}
+                given = {k: v for k, v in inner.items() if v is not None}
+                if given:
+                    out[field.name] = given
             elif values.get(key) is not None:
                 out[field.name] = values[key]
         return out
@@ -410,3 +451,18 @@ class Options:
                 f"{source}: unknown field(s) {', '.join(unknown)} in section '{cls.section}' "
                 f"(known: {', '.join(sorted(known))})"
             )
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions(Options):
+    """The options of a plugin that takes none."""
+
+    section = "plugin"
+
+
+def plugin_options_class(plugin: Any) -> type[Options] | None:
+    """A plugin's ``options`` class (an :class:`Options` subclass), or None when it has none."""
+    options_class = getattr(plugin, "options", None)
+    if isinstance(options_class, type) and issubclass(options_class, Options):
+        return None if options_class is NoOptions else options_class
+    return None

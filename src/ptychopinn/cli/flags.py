@@ -17,7 +17,7 @@ import dataclasses
 import math
 from collections.abc import Iterable
 
-from ..workflows import field_kinds, help_with_default, option_choices
+from ..workflows import field_kinds, help_with_default, option_choices, plugin_options_class
 
 
 def positive_float(text: str) -> float:
@@ -120,6 +120,9 @@ def add_option_flags(
             )  # fmt: skip
             continue
         meta = field.metadata
+        if meta.get("plugins") is not None and meta.get("flags"):
+            _add_plugin_flags(_target(parser, groups, meta["group"] or title), field, dest)
+            continue
         if not (meta.get("flags") or meta.get("positional")) or (meta["scan_data"] and not scan_data):
             continue
         target = _target(parser, groups, meta["group"] or title)
@@ -144,7 +147,35 @@ def _target(parser: argparse.ArgumentParser, groups: dict, name: str | None):
     return groups[name]
 
 
-def _add_flag(target, field: dataclasses.Field, kind, dest: str, text: str, allowed) -> None:
+def _add_plugin_flags(target, field: dataclasses.Field, dest: str) -> None:
+    """Dotted flags for the options of every plugin of the field's registry.
+
+    A field declared with ``flags=("--solver",)`` offers a plugin option ``--momentum`` as
+    ``--solver.momentum`` (dest ``..._options__momentum``); an option several plugins take is
+    one flag, its help naming them. Which plugin's options apply is the owner's choice, and
+    the owner refuses one the chosen plugin does not take.
+    """
+    registry, prefix = field.metadata["plugins"], field.metadata["flags"][0]
+    takers: dict[str, list[str]] = {}
+    first: dict[str, tuple[dataclasses.Field, object]] = {}
+    for name, plugin in registry.items():
+        options_class = plugin_options_class(plugin)
+        if options_class is None:
+            continue
+        kinds = field_kinds(options_class)
+        for option in dataclasses.fields(options_class):
+            if option.metadata.get("flags"):
+                takers.setdefault(option.name, []).append(name)
+                first.setdefault(option.name, (option, kinds[option.name]))
+    for name, (option, kind) in first.items():
+        flags = tuple(f"{prefix}.{flag.lstrip('-')}" for flag in option.metadata["flags"])
+        text = f"{help_with_default(option)}; {registry.kind}: {', '.join(takers[name])}"
+        _add_flag(target, option, kind, f"{dest}__{name}", text, option_choices(option), flags=flags)
+
+
+def _add_flag(
+    target, field: dataclasses.Field, kind, dest: str, text: str, allowed, flags: tuple[str, ...] = ()
+) -> None:
     meta = field.metadata
     kwargs: dict = {"help": text}
     if kind.scalar is bool and kind.length is None:
@@ -165,7 +196,7 @@ def _add_flag(target, field: dataclasses.Field, kind, dest: str, text: str, allo
     kwargs.update(dest=dest, default=None)
     if meta.get("required") and not meta.get("exclusive"):
         kwargs["required"] = True
-    target.add_argument(*meta["flags"], **kwargs)
+    target.add_argument(*(flags or meta["flags"]), **kwargs)
     for flags, value, shortcut_help in meta["shortcuts"]:
         target.add_argument(*flags, dest=dest, action="store_const", const=value, help=shortcut_help)
 
@@ -178,10 +209,14 @@ def given_values(args: argparse.Namespace, names: Iterable[str] | None = None) -
 
 
 def given_sections(args: argparse.Namespace) -> dict[str, dict[str, object]]:
-    """The ``{section: {field: value}}`` the user gave on the command line."""
+    """The ``{section: {field: value}}`` the user gave on the command line (nested deeper for a
+    plugin's options: ``{"model": {"generator_options": {"gain": 2.0}}}``)."""
     overrides: dict[str, dict[str, object]] = {}
     for dest, value in vars(args).items():
         if "__" in dest and value is not None:
-            section, name = dest.split("__", 1)
-            overrides.setdefault(section, {})[name] = value
+            *path, name = dest.split("__")
+            level: dict = overrides
+            for part in path:
+                level = level.setdefault(part, {})
+            level[name] = value
     return overrides

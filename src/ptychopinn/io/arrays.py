@@ -489,7 +489,7 @@ register_format(
         name="arrays",
         description="arrays in their own conventions, described by a YAML/JSON file (format: arrays)",
         detect=lambda path, head: is_scan_description(path),
-        read=lambda path, **_: read_arrays(path),
+        read=read_arrays,
         contents=description_contents,
         order=0,
     )

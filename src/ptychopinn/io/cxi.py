@@ -300,9 +300,8 @@ register_format(
         name="cxi",
         description="CXI 1.6 / HDF5: any HDF5 file not in ptychodus' layout",
         detect=lambda path, head: head == HDF5_SIGNATURE,
-        read=lambda path, links_within_folder=False, **_: read_cxi(
-            path, links_within_folder=links_within_folder
-        ),
+        read=read_cxi,
+        options=("links_within_folder",),
         contents=hdf5_contents,
         write=lambda scan, path: write_cxi(scan, path),
         suffixes=(".cxi", ".h5", ".hdf5"),

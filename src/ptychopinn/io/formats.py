@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import ScanFileError
-from .registry import ScanFormat, get_format, list_formats
+from .errors import ScanFileError, ScanValidationError
+from .registry import READ_OPTIONS, ScanFormat, get_format, list_formats
 from .safety import require_regular_file
 from .scan import Scan
 
@@ -106,12 +106,16 @@ def read_scan(
         files). Refused by default: a file is read only from itself
         (:mod:`ptychopinn.io.safety`).
     """
-    return get_format(detect_format(path)).read(
-        os.fspath(path),
-        photons_per_pattern=photons_per_pattern,
-        lazy=lazy,
-        links_within_folder=links_within_folder,
-    )
+    scan_format = get_format(detect_format(path))
+    given = {"photons_per_pattern": photons_per_pattern, "links_within_folder": links_within_folder or None}
+    for name, value in given.items():
+        if value is not None and name not in scan_format.options:
+            raise ScanValidationError(
+                f"{scan_format.name} files take no {READ_OPTIONS[name]}", source=os.fspath(path)
+            )
+    if lazy is not None and "lazy" in scan_format.options:  # a hint: other formats choose for themselves
+        given["lazy"] = lazy
+    return scan_format.read(os.fspath(path), **{k: v for k, v in given.items() if v is not None})
 
 
 def write_scan(scan: Scan, path: str | os.PathLike) -> None:

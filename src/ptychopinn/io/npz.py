@@ -677,9 +677,8 @@ register_format(
         name="npz",
         description="PtychoPINN NPZ: a zip archive of .npy arrays (docs/conventions.md)",
         detect=lambda path, head: head.startswith((b"PK\x03\x04", b"PK\x05\x06")),
-        read=lambda path, photons_per_pattern=None, lazy=None, **_: read_npz(
-            path, photons_per_pattern=photons_per_pattern, lazy=lazy
-        ),
+        read=read_npz,
+        options=("photons_per_pattern", "lazy"),
         contents=npz_contents,
         write=lambda scan, path: write_npz(scan, path),
         suffixes=(".npz",),

@@ -509,9 +509,8 @@ register_format(
         name="ptychodus",
         description="ptychodus' layout: diffraction.h5 and product.h5 (a directory, or either file)",
         detect=_is_ptychodus,
-        read=lambda path, links_within_folder=False, **_: read_ptychodus(
-            path, links_within_folder=links_within_folder
-        ),
+        read=read_ptychodus,
+        options=("links_within_folder",),
         contents=ptychodus_contents,
         order=10,
     )

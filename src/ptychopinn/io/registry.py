@@ -25,6 +25,13 @@ from ..registry import SCAN_FORMATS
 if TYPE_CHECKING:
     from .scan import Scan
 
+#: The read options a format may take: name -> what it means (for messages).
+READ_OPTIONS = {
+    "photons_per_pattern": "photons_per_pattern (--nphotons), the photon scale of normalised amplitudes",
+    "lazy": "lazy, memory-mapped reading",
+    "links_within_folder": "links_within_folder, HDF5 links to files in the same folder",
+}
+
 #: one entry of a file's contents listing: (name, shape, dtype or a note)
 ContentsEntry = tuple[str, tuple[int, ...], str]
 
@@ -46,8 +53,8 @@ class ScanFormat:
         :class:`~ptychopinn.io.errors.ScanFileError` for a file that is of this format but
         unusable (naming what is wrong).
     read : callable
-        ``read(path, *, photons_per_pattern=None, lazy=None, links_within_folder=False) -> Scan``;
-        options a format has no use for are ignored.
+        ``read(path, **options) -> Scan``, with the read options named in ``options`` (given
+        only when the caller set them).
     contents : callable
         ``contents(path) -> [(name, shape, dtype), ...]``: what the file holds, for ``inspect``
         (must not read the data).
@@ -55,6 +62,9 @@ class ScanFormat:
         ``write(scan, path)``, for formats a scan can be written in.
     suffixes : tuple of str
         File-name suffixes chosen for writing (``.npz``).
+    options : tuple of str
+        The read options the format takes, of :data:`READ_OPTIONS`; one it does not take is
+        refused when given (``--nphotons`` means nothing to a file holding counts).
     order : int
         Detection order, lowest first (a more specific format before a more general one).
     """
@@ -67,6 +77,15 @@ class ScanFormat:
     write: Callable[[Scan, Any], None] | None = None
     suffixes: tuple[str, ...] = ()
     order: int = 50
+    options: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.options) - set(READ_OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"scan format '{self.name}': unknown read option(s) {', '.join(unknown)} "
+                f"(known: {', '.join(READ_OPTIONS)})"
+            )
 
 
 def register_format(scan_format: ScanFormat) -> ScanFormat:

@@ -122,6 +122,9 @@ class RefinementConfig(Options):
         Inner iterations per L-BFGS epoch.
     seed : int
         Fixes the minibatch order.
+    solver_options : dict
+        The chosen solver's own options, by name (the fields of its ``options`` class, e.g.
+        the preconditioned solver's ``momentum``); the solver's defaults for the rest.
     """
 
     section = "refinement"
@@ -197,8 +200,13 @@ class RefinementConfig(Options):
     )
     lbfgs_iterations: int = option(5, "inner iterations per L-BFGS epoch", minimum=1)
     seed: int = option(0, "fixes minibatch order and training", flags=("--seed",), minimum=0)
+    solver_options: dict[str, Any] = option(
+        help="the chosen solver's own options (its Options class; none: its defaults)",
+        flags=("--solver",), plugins=SOLVERS, group="solver options",
+    )  # fmt: skip
 
     def check(self) -> None:
+        self.solver_settings()  # the chosen solver takes these options, with valid values
         if self.probe_modes is not None and not self.refine_probe:
             self.fail("probe_modes", "adding probe modes needs refine_probe = True")
         if self.solver_name() == "preconditioned":
@@ -215,8 +223,17 @@ class RefinementConfig(Options):
             return self.optimizer
         return "preconditioned" if self.refine_probe else "lbfgs"
 
+    def solver_settings(self) -> Options:
+        """The chosen solver's own options (its ``options`` class), from ``solver_options``."""
+        return self.plugin_options("solver_options", self.solver_name())
+
     def resolved(self) -> RefinementConfig:
-        """A copy naming its solver, every solver-decided option (``None``) set to its default."""
+        """A copy naming its solver, every solver-decided option (``None``) set to its default.
+
+        ``solver_options`` then holds every option of the solver's own, defaults included (the
+        record of what ran).
+        """
         name = self.solver_name()
         changes = {key: value for key, value in SOLVERS[name].defaults.items() if getattr(self, key) is None}
-        return dataclasses.replace(self, optimizer=name, **changes)
+        own = self.solver_settings().to_dict()
+        return dataclasses.replace(self, optimizer=name, solver_options=own, **changes)

@@ -19,7 +19,15 @@ from ..config import (
 from ..data import CorpusConfig
 from ..io import BundleError, FileReport, ScanFileError, ScanValidationError
 from ..models import list_generators
-from ..options import Options, field_kinds, help_with_default, option, option_choices, option_fields
+from ..options import (
+    Options,
+    field_kinds,
+    help_with_default,
+    option,
+    option_choices,
+    option_fields,
+    plugin_options_class,
+)
 from ..refine import REFINE_LOSSES, SOLVERS, RefinementConfig, RefinementResult
 from ..simulate import OBJECT_KINDS, PROBE_KINDS, SCAN_KINDS, SimulationConfig
 from .bundles import InspectOptions, LoadedModel, inspect_file, load_model_bundle, save_model_bundle
@@ -71,6 +79,7 @@ __all__ = [
     "field_kinds",
     "option",
     "option_choices",
+    "plugin_options_class",
     "option_fields",
     "claim_output_folder",
     "is_secondary_process",

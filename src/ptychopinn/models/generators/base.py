@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from torch import nn
 
+from ...options import NoOptions, Options
 from ...registry import GENERATORS
 
 if TYPE_CHECKING:  # the configuration is read by attribute; no import at run time
@@ -46,6 +47,9 @@ class Generator(nn.Module):
     """
 
     name: ClassVar[str] = ""
+    #: the generator's own options with their defaults (``model.generator_options``,
+    #: ``--generator.NAME``), passed to it as keywords by :meth:`from_config`
+    options: ClassVar[type[Options]] = NoOptions
     uses_offsets: ClassVar[bool] = False
     uses_probe: ClassVar[bool] = False
     gridsizes: ClassVar[tuple[int, ...] | None] = None
@@ -68,7 +72,8 @@ class Generator(nn.Module):
     @classmethod
     def from_config(cls, config: ModelConfig, channels: int, size: int) -> Generator:
         """The generator for C = ``channels`` patterns of N = ``size`` pixels."""
-        return cls(channels=channels, size=size, **cls.shared_options(config))
+        own = config.plugin_options("generator_options", cls.name).to_dict()
+        return cls(channels=channels, size=size, **cls.shared_options(config), **own)
 
     def pretrained_target(self, source: nn.Module) -> nn.Module:
         """The part of this network that ``source``'s weights fit (default: all of it)."""

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from ...options import NoOptions, Options
 from ...registry import SOLVERS
 from ..options import RefinementConfig
 from ..problem import RefinementProblem
@@ -37,11 +38,15 @@ class Solver:
     Subclasses set :attr:`defaults` (values for the options left ``None`` in
     :class:`RefinementConfig`: ``learning_rate``, ``batch_size``, ``loss``,
     ``probe_start_epoch``; a ``batch_size`` of None is decided from the data by
-    :meth:`batch_size_for`) and implement :meth:`run_epoch`.
+    :meth:`batch_size_for`), optionally :attr:`options` (an :class:`~ptychopinn.options.Options`
+    subclass holding the solver's own options, with their defaults; the user sets them in
+    ``RefinementConfig.solver_options``, ``--solver.NAME`` on the command line; the solver
+    reads them as :attr:`settings`), and implement :meth:`run_epoch`.
     """
 
     name: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    options: ClassVar[type[Options]] = NoOptions
 
     @classmethod
     def batch_size_for(cls, counts: torch.Tensor) -> int:
@@ -52,6 +57,7 @@ class Solver:
         self.problem = problem
         self.config = config
         self.generator = generator
+        self.settings = config.solver_settings()
 
     def run_epoch(self, epoch: int, over_budget: Callable[[], bool]) -> tuple[float, bool]:
         """One pass over the positions.

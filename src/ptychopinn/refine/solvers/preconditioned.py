@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
+from ...options import Options, option
 from ...physics import scatter_patches
 from ..options import RefinementConfig
 from ..problem import RefinementProblem, gaussian_amplitude_loss
@@ -37,13 +39,23 @@ OBJECT_REGULARISATION = 0.05
 PROBE_REGULARISATION = 0.05
 #: Floor (counts) added to lambda in the Poisson logarithm: bounds the step on dark pixels.
 POISSON_FLOOR = 1e-2
-#: Object momentum between epochs (Maiden et al.'s mPIE uses 0.7): the tail of PIE-class
-#: solvers is slow; with it the example scan reaches phase SSIM 0.98 in 25 s instead of 0.93.
-MOMENTUM = 0.7
 #: Photons per minibatch update below which a batch grows (see ``batch_size_for``).
 COUNTS_PER_UPDATE = 1.4e7
 #: Fraction of the batch's mean excess counts the background moves by per step.
 BACKGROUND_STEP = 0.5
+
+
+@dataclass(frozen=True)
+class PreconditionedOptions(Options):
+    """The preconditioned solver's own options."""
+
+    section = "preconditioned"
+    #: Object momentum between epochs (Maiden et al.'s mPIE uses 0.7): the tail of PIE-class
+    #: solvers is slow; with it the example scan reaches phase SSIM 0.98 in 25 s instead of 0.93.
+    momentum: float = option(
+        0.7, "object momentum between epochs (mPIE; 0: none)", flags=("--momentum",), minimum=0.0,
+        maximum=1.0, exclusive_maximum=True,
+    )  # fmt: skip
 
 
 @register_solver("preconditioned")
@@ -51,6 +63,7 @@ class PreconditionedSolver(Solver):
     """Per-minibatch preconditioned updates; see the module docstring."""
 
     defaults = {"learning_rate": 1.0, "batch_size": None, "loss": "gaussian", "probe_start_epoch": 1}
+    options = PreconditionedOptions
 
     @classmethod
     def batch_size_for(cls, counts: torch.Tensor) -> int:
@@ -106,8 +119,9 @@ class PreconditionedSolver(Solver):
         if not stopped:
             with torch.no_grad():  # momentum: carry on along the last epochs' net motion
                 delta = problem.object_real - before
-                self.velocity = delta if self.velocity is None else MOMENTUM * self.velocity + delta
-                problem.object_real += MOMENTUM * self.velocity
+                momentum = self.settings.momentum
+                self.velocity = delta if self.velocity is None else momentum * self.velocity + delta
+                problem.object_real += momentum * self.velocity
         return total / (max(seen, 1) * problem.valid_pixels()), stopped
 
     @torch.no_grad()
