@@ -209,6 +209,6 @@ def test_the_flag_check_catches_a_hand_made_flag(tmp_path):
     package = _write_package(tmp_path, {
         "toy/__init__.py": "",
         "toy/cli/flags.py": "def build(parser):\n    parser.add_argument('--fine')\n",
-        "toy/cli/commands.py": "def add(parser):\n    group = parser\n    group.add_argument('--epochs', type=int)\n",
+        "toy/cli/commands.py": "def add(parser):\n    group = parser\n    group.add_argument('--epochs')\n",
     })  # fmt: skip
     assert hand_made_flags(package, {"cli/flags.py"}) == ["cli/commands.py:3"]
