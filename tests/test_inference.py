@@ -19,6 +19,7 @@ from ptychopinn.evaluation import compare_objects
 from ptychopinn.io import BundleError, read_bundle, read_scan, write_scan
 from ptychopinn.simulate import SimulationConfig, simulate_scan
 from ptychopinn.workflows import load_model_bundle, predict_object, train
+from ptychopinn.workflows.inference import LoaderOptions
 
 
 @pytest.fixture(scope="module")
@@ -330,7 +331,8 @@ def test_lazily_read_cxi_gives_the_same_reconstruction_as_npz(trained, scan_file
     assert lazy.is_lazy
     module = load_model_bundle(trained.bundle).module
     from_npz = predict_object(module, scan, gridsize=2, batch_size=6, progress=False)
-    from_cxi = predict_object(module, lazy, gridsize=2, batch_size=6, num_workers=1, progress=False)
+    from_cxi = predict_object(module, lazy, gridsize=2, batch_size=6, loader=LoaderOptions(num_workers=1),
+                              progress=False)  # fmt: skip
     assert np.array_equal(from_npz.object, from_cxi.object)
 
 

@@ -14,24 +14,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..workflows import (
+    EvaluateInputs,
     EvaluateOptions,
+    ExampleInputs,
     ExampleOptions,
+    InferInputs,
     InferOptions,
+    InspectInputs,
     InspectOptions,
     Options,
     PretrainConfig,
+    ReconstructInputs,
     ReconstructOptions,
     RunConfig,
     SimulateOptions,
     SimulationConfig,
+    TrainInputs,
+    WatchInputs,
     WatchOptions,
     evaluate_reconstruction,
     infer_scan,
     inspect_file,
     is_secondary_process,
     load_run_config,
-    option,
-    output_dir_option,
     pretrain_model,
     reconstruct_file,
     run_example,
@@ -47,86 +52,6 @@ EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 3
 
 Values = dict[str, Any]
-
-
-# --- what each command reads besides its options: its inputs and its output folder ----------
-
-
-@dataclass(frozen=True)
-class Files(Options):
-    """``inspect``'s inputs."""
-
-    section = "inspect"
-    files: tuple[str, ...] = option(
-        (), "NPZ or CXI/HDF5 scan file(s), ptychodus directories, model bundles", positional=True,
-        metavar="FILE",
-    )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class TrainInputs(Options):
-    """``train``'s and ``pretrain``'s output folder, configuration file and checkpoint."""
-
-    section = "train"
-    output_dir: str = output_dir_option("folder for all outputs")
-    config: str | None = option(
-        None, "YAML or JSON file with data/model/training/execution sections", flags=("--config",),
-        path=True, metavar="CONFIG",
-    )  # fmt: skip
-    resume: str | None = option(
-        None, "continue from a checkpoint; 'last': OUTPUT_DIR/checkpoints/last.ckpt; 'auto': it, if present",
-        flags=("--resume",), metavar="PATH",
-    )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class InferInputs(Options):
-    section = "infer"
-    model: str = option(
-        None, "model bundle (.zip)", flags=("--model", "--model_path", "--model-path"), path=True,
-        required=True, metavar="MODEL",
-    )  # fmt: skip
-    data: str = option(
-        None, "scan file (NPZ or CXI) or a ptychodus directory",
-        flags=("--data", "--test_data", "--test-data"), path=True, required=True, metavar="DATA",
-    )  # fmt: skip
-    output_dir: str = output_dir_option()
-
-
-@dataclass(frozen=True)
-class ReconstructInputs(Options):
-    section = "reconstruct"
-    data: str = option(
-        None, "scan file (NPZ or CXI) or a ptychodus directory (diffraction.h5 + product.h5)",
-        positional=True, path=True, metavar="DATA",
-    )  # fmt: skip
-    output_dir: str = output_dir_option()
-
-
-@dataclass(frozen=True)
-class EvaluateInputs(Options):
-    section = "evaluate"
-    reconstruction: str = option(
-        None, "reconstruction.npz (or its folder)", flags=("--reconstruction",), path=True, required=True,
-        metavar="FILE",
-    )  # fmt: skip
-    output_dir: str = output_dir_option("folder for metrics.json, comparison.png")
-
-
-@dataclass(frozen=True)
-class WatchInputs(Options):
-    section = "watch"
-    source: str = option(
-        None, "a growing HDF5/CXI file or a folder of frame files", positional=True, path=True,
-        metavar="SOURCE",
-    )  # fmt: skip
-    output_dir: str = output_dir_option("folder for the live and final outputs")
-
-
-@dataclass(frozen=True)
-class ExampleInputs(Options):
-    section = "example"
-    output_dir: str = output_dir_option("folder for the outputs", default="example-output")
 
 
 # --- what each command does ---------------------------------------------------------------
@@ -162,7 +87,7 @@ def _simulate(values: Values) -> int:
 def _inspect(values: Values) -> int:
     options = InspectOptions.from_flags(values)
     status = 0
-    for path in Files.from_flags(values).files:
+    for path in InspectInputs.from_flags(values).files:
         report = inspect_file(path, options)
         print(report.format_text())
         status = status or (0 if report.ok else EXIT_BAD_INPUT)
@@ -300,7 +225,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "inspect", "show what a scan file or model bundle holds and what is wrong with it",
         "Read scan files, check every value, report contents and problems. Exits 2 when any file "
-        "has a problem.", (Files, InspectOptions), _inspect, writes_folder=False,
+        "has a problem.", (InspectInputs, InspectOptions), _inspect, writes_folder=False,
     ),
     Command(
         "train", "train the physics-informed network on a scan",

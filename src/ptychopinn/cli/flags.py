@@ -20,57 +20,28 @@ from collections.abc import Iterable
 from ..workflows import field_kinds, help_with_default, option_choices, plugin_options_class
 
 
-def positive_float(text: str) -> float:
-    """An argparse type: a finite number > 0."""
-    value = _number(text, float)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text}")
-    return value
+def bounded(kind: type, minimum: float | None = None, exclusive: bool = False):
+    """An argparse type: a number of ``kind`` (``int`` or ``float``, finite) at or above ``minimum``.
 
+    Bounds above, and rules between fields, are the options class's to check: its message
+    names the field (``refinement.new_mode_power = 2.0: must be < 1``).
+    """
+    noun = "an integer" if kind is int else "a number"
+    rule = "" if minimum is None else f" {'>' if exclusive else '>='} {minimum:g}"
 
-def non_negative_float(text: str) -> float:
-    """An argparse type: a finite number >= 0."""
-    value = _number(text, float)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
-
-
-def int_at_least(minimum: int):
-    """An argparse type: an integer >= ``minimum``."""
-
-    def parse(text: str) -> int:
-        value = _number(text, int)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not {noun}") from None
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if minimum is not None and (value < minimum or (exclusive and value == minimum)):
+            raise argparse.ArgumentTypeError(f"must be{rule}, got {text}")
         return value
 
-    parse.__name__ = f"integer >= {minimum}"
+    parse.__name__ = f"{noun}{rule}"  # argparse names the type in its messages
     return parse
-
-
-positive_int = int_at_least(1)
-non_negative_int = int_at_least(0)
-
-
-def _number(text: str, kind: type) -> float | int:
-    try:
-        return kind(text)
-    except ValueError:
-        noun = "an integer" if kind is int else "a number"
-        raise argparse.ArgumentTypeError(f"'{text}' is not {noun}") from None
-
-
-def _argparse_type(kind: type | None, minimum: float | None, exclusive: bool):
-    if kind is int:
-        return int if minimum is None else int_at_least(int(minimum) + (1 if exclusive else 0))
-    if kind is float:
-        if minimum == 0 and exclusive:
-            return positive_float
-        if minimum == 0:
-            return non_negative_float
-        return float
-    return None
 
 
 def add_option_flags(
@@ -181,9 +152,8 @@ def _add_flag(
     if kind.scalar is bool and kind.length is None:
         kwargs["action"] = argparse.BooleanOptionalAction
     else:
-        value_type = _argparse_type(kind.scalar, meta["minimum"], meta["exclusive_minimum"])
-        if value_type is not None:
-            kwargs["type"] = value_type
+        if kind.scalar in (int, float):
+            kwargs["type"] = bounded(kind.scalar, meta["minimum"], meta["exclusive_minimum"])
         if kind.length is not None:
             kwargs["nargs"] = "+" if kind.length < 0 else kind.length
         if allowed is not None:

@@ -11,7 +11,8 @@ from .errors import ScanFileError, ScanValidationError
 from .formats import detect_format, format_for_output, read_scan, writable_format, write_scan
 from .inspection import FileReport, inspect_file
 from .lazy import HDF5Patterns, MappedPatterns
-from .npz import classify_diffraction_values, read_npz, write_npz
+from .npz import read_npz, write_npz
+from .npz_values import classify_diffraction_values
 from .ptychodus import PtychodusProduct, read_ptychodus, read_ptychodus_product, write_ptychodus_product
 from .registry import ScanFormat, get_format, list_formats, register_format
 from .scan import PatternSource, Scan, ScanMetadata

@@ -30,14 +30,21 @@ from ..options import (
 )
 from ..refine import REFINE_LOSSES, SOLVERS, RefinementConfig, RefinementResult
 from ..simulate import OBJECT_KINDS, PROBE_KINDS, SCAN_KINDS, SimulationConfig
-from .bundles import InspectOptions, LoadedModel, inspect_file, load_model_bundle, save_model_bundle
-from .evaluation import EvaluateOptions, evaluate
-from .example import ExampleOptions, run_example
+from .bundles import (
+    InspectInputs,
+    InspectOptions,
+    LoadedModel,
+    inspect_file,
+    load_model_bundle,
+    save_model_bundle,
+)
+from .evaluation import EvaluateInputs, EvaluateOptions, evaluate
+from .example import ExampleInputs, ExampleOptions, run_example
 from .figures import plot_scan_overview
-from .inference import InferOptions, infer, predict_object
-from .live import WatchOptions, watch
+from .inference import InferInputs, InferOptions, LoaderOptions, infer, predict_object
+from .live import WatchInputs, WatchOptions, watch
 from .pretraining import PretrainConfig, pretrain
-from .reconstruction import ReconstructOptions, reconstruct, reconstruct_scan
+from .reconstruction import ReconstructInputs, ReconstructOptions, reconstruct, reconstruct_scan
 from .results import (
     EvaluationResult,
     ExampleResult,
@@ -49,7 +56,7 @@ from .results import (
 )
 from .run_folder import claim_output_folder, is_secondary_process
 from .simulation import SimulateOptions, simulate, simulate_to_file, stream_to_file
-from .training import train
+from .training import TrainInputs, train
 
 GENERATOR_NAMES = list_generators()  # the registry's names, for the CLI's choices
 train_model = train  # the CLI's names, beside its own `train` and `infer` parsers
@@ -67,6 +74,14 @@ __all__ = [
     "watch_scan",
     "help_with_default",
     "DeviceOptions",
+    "EvaluateInputs",
+    "ExampleInputs",
+    "InferInputs",
+    "InspectInputs",
+    "LoaderOptions",
+    "ReconstructInputs",
+    "TrainInputs",
+    "WatchInputs",
     "EvaluateOptions",
     "ExampleOptions",
     "InferOptions",

@@ -15,7 +15,7 @@ from ..config import RunConfig, photons_option
 from ..io import BundleError, FileReport, read_bundle, write_bundle
 from ..io import inspect_file as inspect_io
 from ..models import PINNModule, build_module
-from ..options import Options
+from ..options import Options, option
 
 
 @dataclass(frozen=True)
@@ -156,3 +156,14 @@ def inspect_file(path: str | os.PathLike, options: InspectOptions | None = None)
     """:func:`ptychopinn.io.inspect_file`, where a bundle must also rebuild its network."""
     options = options if options is not None else InspectOptions()
     return inspect_io(path, photons_per_pattern=options.photons_per_pattern, bundle_check=load_model_bundle)
+
+
+@dataclass(frozen=True)
+class InspectInputs(Options):
+    """``inspect``'s inputs."""
+
+    section = "inspect"
+    files: tuple[str, ...] = option(
+        (), "NPZ or CXI/HDF5 scan file(s), ptychodus directories, model bundles", positional=True,
+        metavar="FILE",
+    )  # fmt: skip

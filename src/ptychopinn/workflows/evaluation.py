@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import output_dir_option
 from ..evaluation import FRCResult, ObjectComparison, compare_objects, fourier_ring_correlation
 from ..io import Scan, ScanFileError, ScanValidationError, read_scan, write_json
 from ..io.reconstruction import read_reconstruction
@@ -302,3 +303,15 @@ def evaluate(
         details={k: metrics[k] for k in ("reconstruction", "ground_truth", "data") if k in metrics},
     )
     return EvaluationResult(metrics=metrics, comparison=comparison, files=files)
+
+
+@dataclass(frozen=True)
+class EvaluateInputs(Options):
+    """``evaluate``'s inputs: the reconstruction and the output folder."""
+
+    section = "evaluate"
+    reconstruction: str = option(
+        None, "reconstruction.npz (or its folder)", flags=("--reconstruction",), path=True, required=True,
+        metavar="FILE",
+    )  # fmt: skip
+    output_dir: str = output_dir_option("folder for metrics.json, comparison.png")

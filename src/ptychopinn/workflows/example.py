@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from ..config import load_run_config
+from ..config import load_run_config, output_dir_option
 from ..io import read_scan
 from ..options import Options, option
 from ..refine import RefinementConfig
@@ -140,3 +140,11 @@ def _log_comparison(log, label: str, comparison) -> None:
             f"(Pearson {comparison.phase.pearson:.3f}), amplitude SSIM "
             f"{comparison.amplitude.ssim:.3f} (Pearson {comparison.amplitude.pearson:.3f})"
         )
+
+
+@dataclass(frozen=True)
+class ExampleInputs(Options):
+    """``example``'s output folder."""
+
+    section = "example"
+    output_dir: str = output_dir_option("folder for the outputs", default="example-output")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import DeviceOptions, RunConfig, photons_option, progress_option
+from ..config import DeviceOptions, RunConfig, output_dir_option, photons_option, progress_option
 from ..data import GroupedDiffraction, group_positions, holdout_mask, input_scale, make_dataloader
 from ..data.binning import bin_scan
 from ..io import Scan, read_scan, write_json
@@ -36,6 +36,17 @@ from .run_folder import claim_output_folder
 log = logging.getLogger("ptychopinn")
 
 
+@dataclass(frozen=True)
+class LoaderOptions(Options):
+    """How patterns are read for a network: DataLoader workers and pinned memory."""
+
+    section = "loader"
+    num_workers: int = option(0, "DataLoader workers", flags=("--num-workers", "--num_workers"), minimum=0)
+    pin_memory: bool | None = option(
+        None, "pin the data loader's host memory", flags=("--pin-memory",), default_text="on a CUDA device"
+    )
+
+
 def predict_object(
     module: PINNModule,
     scan: Scan,
@@ -44,11 +55,10 @@ def predict_object(
     n_groups: int | None = None,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
-    num_workers: int = 0,
     seed: int = 0,
     progress: bool | None = None,
-    pin_memory: bool | None = None,
     precision: str = "fp32",
+    loader: LoaderOptions | None = None,
 ) -> Reconstruction:
     """Predict patches for every group of a scan and stitch them into the full object.
 
@@ -66,18 +76,18 @@ def predict_object(
     batch_size : int
         Groups per forward pass.
     device : torch.device or str
-    num_workers : int
-        DataLoader workers reading patterns.
     seed : int
         Fixes the grouping.
     progress : bool, optional
         Progress bar (default: on a terminal).
-    pin_memory : bool, optional
-        Pin the loader's host memory (default: on a CUDA device).
     precision : {"fp32", "bf16", "fp16"}
         The network's arithmetic (autocast; fp16 on a GPU only). The overlap constraint and
         the stitching stay in float32.
+    loader : LoaderOptions, optional
+        DataLoader workers reading patterns (default 0) and pinned memory (default: on a CUDA
+        device).
     """
+    loader = loader if loader is not None else LoaderOptions()
     size = int(module.hparams.size)
     autocast = precision_context(precision, torch.device(device))
     if scan.pattern_size != size:
@@ -87,12 +97,12 @@ def predict_object(
     per_scan = module.hparams.get("input_normalisation", "frozen") == "per_scan"
     scale = input_scale(scan) if per_scan else float(module.input_scale)
     dataset = GroupedDiffraction(scan, groups, scale)
-    loader = make_dataloader(
+    batches = make_dataloader(
         dataset,
         batch_size=batch_size,
         shuffle=False,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda" if pin_memory is None else pin_memory,
+        num_workers=loader.num_workers,
+        pin_memory=device.type == "cuda" if loader.pin_memory is None else loader.pin_memory,
         seed=seed,
     )
     module = module.to(device).eval()
@@ -103,7 +113,7 @@ def predict_object(
     positions = torch.from_numpy(scan.positions).to(device)
     with torch.inference_mode():
         for batch in tqdm(
-            loader,
+            batches,
             desc="inference",
             unit="batch",
             disable=None if progress is None else not progress,
@@ -206,8 +216,8 @@ class InferOptions(Options):
     ----------
     device : DeviceOptions
         Where the network runs.
-    num_workers : int
-        DataLoader worker processes.
+    loader : LoaderOptions
+        DataLoader workers and pinned memory.
     inference_batch_size : int or None
         Groups per forward pass; None: by device (:data:`AUTO_PATTERNS` patterns).
     n_groups : int or None
@@ -223,8 +233,6 @@ class InferOptions(Options):
         Reconstruct only the positions in a hold-out region: ``"held-out"`` for the one the
         bundle was trained without (its ``data.holdout_region``), or ``"SIDE:FRACTION"``
         (:mod:`ptychopinn.data.holdout`).
-    pin_memory : bool or None
-        Pin the loader's host memory; None: on a CUDA device.
     progress : bool or None
         Progress bars; None: on a terminal.
     ptychodus_product : bool
@@ -233,7 +241,7 @@ class InferOptions(Options):
 
     section = "infer"
     device: DeviceOptions = field(default_factory=DeviceOptions)
-    num_workers: int = option(0, "DataLoader workers", flags=("--num-workers", "--num_workers"), minimum=0)
+    loader: LoaderOptions = field(default_factory=LoaderOptions)
     inference_batch_size: int | None = option(
         None, "groups per forward pass", flags=("--inference-batch-size", "--inference_batch_size"),
         minimum=1, default_text="by device, 32 patterns on a CPU, 4096 on a GPU",
@@ -260,9 +268,6 @@ class InferOptions(Options):
                     "reconstruct only the positions the model was trained without "
                     "(train --holdout-region)"),),
     )  # fmt: skip
-    pin_memory: bool | None = option(
-        None, "pin the data loader's host memory", flags=("--pin-memory",), default_text="on a CUDA device"
-    )
     progress: bool | None = progress_option()
     ptychodus_product: bool = option(
         False, "also write OUTPUT_DIR/product.h5, a product that ptychodus opens",
@@ -325,8 +330,8 @@ def infer(
             )  # fmt: skip
     reconstruction = predict_object(
         module, scan, gridsize=gridsize, n_groups=options.n_groups, batch_size=batch,
-        device=device, num_workers=options.num_workers, seed=loaded.config.execution.seed,
-        progress=options.progress, pin_memory=options.pin_memory, precision=precision,
+        device=device, seed=loaded.config.execution.seed, progress=options.progress, precision=precision,
+        loader=options.loader,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
     comparison = compare_to_truth(
@@ -367,3 +372,19 @@ def infer(
         details=info,
     )  # fmt: skip
     return InferenceResult(reconstruction, comparison, files, info["patterns_per_second"] or 0.0)
+
+
+@dataclass(frozen=True)
+class InferInputs(Options):
+    """``infer``'s inputs: the bundle, the scan and the output folder."""
+
+    section = "infer"
+    model: str = option(
+        None, "model bundle (.zip)", flags=("--model", "--model_path", "--model-path"), path=True,
+        required=True, metavar="MODEL",
+    )  # fmt: skip
+    data: str = option(
+        None, "scan file (NPZ or CXI) or a ptychodus directory",
+        flags=("--data", "--test_data", "--test-data"), path=True, required=True, metavar="DATA",
+    )  # fmt: skip
+    output_dir: str = output_dir_option()

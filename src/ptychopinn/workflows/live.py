@@ -23,29 +23,26 @@ stitched; only the mosaic (and, with ``refine``, the last ``refine_window`` fram
 
 from __future__ import annotations
 
-import html
 import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..config import ACCELERATORS, DeviceOptions
-from ..io import ScanFileError, atomic_path, write_json, write_npz
-from ..io.reconstruction import write_reconstruction_npz
-from ..io.safety import HDF5_SIGNATURE
-from ..io.stream import open_stream
-from ..models.batching import bucket_sizes, padded
+from ..config import ACCELERATORS, DeviceOptions, output_dir_option
+from ..io import write_npz
+from ..models.batching import padded
 from ..options import Options, option
 from ..physics import GrowingStitcher, probe_weight
 from ..refine import RefinementConfig, refine_object
-from .bundles import load_model_bundle, resolve_device
-from .inference import AUTO_PATTERNS
-from .pretrained import matching_bundle
+from .bundles import resolve_device
+from .live_output import LIVE_FILES, mosaic_arrays, write_live
+from .live_source import LiveNetwork, network_for, open_when_ready
 from .results import WatchResult
 from .run_folder import claim_output_folder
 
@@ -144,16 +141,6 @@ class WatchOptions(Options):
             raise ValueError("watch.refine_probe needs refine = True (--refine)")
 
 
-def live_block_size(device: torch.device, size: int) -> int:
-    """Frames per network pass: the inference batch for the device, in N = 128 patterns.
-
-    On a CPU small batches stay in cache (at N = 128, 32 patterns per pass were 4.8x faster
-    than 1024, docs/benchmarks.md); a smaller N takes proportionally more frames.
-    """
-    patterns = AUTO_PATTERNS.get(device.type, 256)
-    return int(min(4096, max(1, patterns * max(1, (128 // size) ** 2))))
-
-
 class _Refiner(threading.Thread):
     """Background refinement through the physics, warm-started from the current picture.
 
@@ -232,127 +219,121 @@ def _probe_change(probe: np.ndarray, reference: np.ndarray) -> float:
     return 1.0 - abs(np.vdot(a, b)) / norm if norm > 0 else 0.0
 
 
-def _in_scan_frame(
-    obj: np.ndarray, coverage: np.ndarray, weight_sum: np.ndarray, origin: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The live canvas moved into the scan's frame (pixel (0, 0) at the scan's origin), as every
-    ``reconstruction.npz`` is, so ``evaluate`` reads it; kept as it is (with its ``origin``) when
-    that would cut covered pixels (a scan with positions below N/2)."""
-    oy, ox = (int(v) for v in origin)
-    if (oy < 0 and coverage[:-oy].any()) or (ox < 0 and coverage[:, :-ox].any()):
-        return obj, coverage, weight_sum, origin
-    arrays = []
-    for values in (obj, coverage, weight_sum):
-        values = values[max(0, -oy) :, max(0, -ox) :]
-        arrays.append(np.pad(values, ((max(0, oy), 0), (max(0, ox), 0))))
-    return arrays[0], arrays[1], arrays[2], np.zeros(2, dtype=np.int64)
+class _LiveLoop:
+    """The watch loop: predict each block of arrived frames, stitch it, write now and then.
 
+    Holds the counters its status reports; :meth:`run` returns when the writer marks the
+    scan complete, after ``frames``, or after ``idle_timeout_s`` without a frame (stalled).
+    """
 
-def _png(path: Path, image: np.ndarray, mask: np.ndarray, cmap: str) -> None:
-    """A quick picture (no axes): the live view is redrawn every few seconds."""
-    from matplotlib import colormaps
-    from PIL import Image
+    def __init__(self, state: _WatchState, stream: Any, network: LiveNetwork, out: Path, device: torch.device,
+                 log: Callable[[str], None], source: str | Path):  # fmt: skip
+        self.state, self.stream, self.network, self.out, self.device, self.log = (
+            state, stream, network, out, device, log
+        )  # fmt: skip
+        self.source = source
+        self.options = state.options
+        self.scale = network.scale
+        self.initial_probe = state.probe.copy()
+        self.refiner = _Refiner(state) if self.options.refine else None
+        self.latencies: list[np.ndarray] = []
+        self.started = time.time()
+        self.first_frame_at: float | None = None
+        self.reconstructed, self.max_backlog, self.stalled = 0, 0, False
 
-    shown = image[mask] if mask.any() else np.zeros(1)
-    low, high = np.percentile(shown, [0.5, 99.5]) if shown.size > 1 else (0.0, 1.0)
-    scaled = np.clip((image - low) / max(high - low, 1e-12), 0, 1)
-    rgba = (colormaps[cmap](scaled) * 255).astype(np.uint8)
-    rgba[~mask] = 255
-    with atomic_path(path) as tmp:
-        Image.fromarray(rgba).save(tmp, format="PNG")
+    def status(self) -> dict:
+        lat = np.concatenate(self.latencies) if self.latencies else np.zeros(0)
+        elapsed = max(time.time() - self.started, 1e-9)
+        # the rate counts from the first frame: waiting for the scan to start is not slowness
+        since_first = max(time.time() - self.first_frame_at, 1e-9) if self.first_frame_at else elapsed
+        refiner, options = self.refiner, self.options
+        return {
+            "frames_received": self.state.received,
+            "frames_reconstructed": self.reconstructed,
+            "frames_per_second": self.reconstructed / since_first,
+            "latency_median_s": float(np.median(lat)) if lat.size else None,
+            "latency_p99_s": float(np.percentile(lat, 99)) if lat.size else None,
+            "backlog": self.stream.backlog(),
+            "max_backlog": self.max_backlog,
+            "refine": options.refine,
+            "refine_probe": options.refine_probe,
+            "refine_window": options.refine_window,
+            "block_size": self.network.block_size,
+            "refinement_rounds": refiner.rounds if refiner else 0,
+            "refined_pixels": int((self.state.mosaic.refined_weight > 0).sum()),
+            "refinement_error": refiner.error if refiner else None,
+            # relative to the network's probe (scale aside): how far --refine-probe moved it
+            "probe_change": _probe_change(self.state.probe, self.initial_probe),
+            "elapsed_s": elapsed,
+            "stalled": self.stalled,
+        }
 
+    def write(self, final: bool = False) -> dict:
+        with self.state.lock:
+            arrays = mosaic_arrays(self.state.mosaic)
+        now = self.status()
+        write_live(self.out, arrays, now, self.options.update_seconds if not final else 3600, self.log)
+        return now
 
-def _live_html(status: dict, refresh_s: float) -> str:
-    rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in status.items()
-    )
-    return (
-        f'<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" '
-        f'content="{max(1, round(refresh_s))}"><title>ptychopinn watch</title></head><body>'
-        f"<h1>ptychopinn watch</h1><table>{rows}</table>"
-        '<p><img src="phase.png" alt="phase"> <img src="amplitude.png" alt="amplitude"></p>'
-        "</body></html>"
-    )
+    def take(self, block) -> None:
+        """Predict one block of frames and stitch it into the mosaic."""
+        size, module = self.network.size, self.network.module
+        if block.counts.shape[-1] != size:
+            pixels = block.counts.shape[-1]
+            raise ValueError(f"{self.source}: frames of {pixels} pixels; the network takes {size}")
+        if self.scale is None:  # per-scan normalisation from the first frames
+            self.scale = float(np.sqrt((size / 2) ** 2 / max(block.counts.sum(axis=(1, 2)).mean(), 1e-12)))
+        x = torch.from_numpy(block.counts).to(self.device).clamp_min(0).sqrt().mul(self.scale)[:, None]
+        if self.device.type == "cuda":
+            x = padded(x, self.network.block_size)
+        offsets = torch.zeros(len(x), 1, 2, dtype=torch.float32, device=self.device)
+        patches = module.net.predict_patches(x, offsets)[: len(block), 0]
+        with self.state.lock:
+            self.state.mosaic.add(patches, block.positions)
+            self.state.received += len(block)
+        self.reconstructed += len(block)
+        self.latencies.append(time.time() - block.written_at)
+        self.max_backlog = max(self.max_backlog, self.stream.backlog())
 
-
-@dataclass
-class _Network:
-    """The network of a watch, on its device, with every batch shape it will meet prepared."""
-
-    path: str
-    module: torch.nn.Module
-    size: int
-    block_size: int
-    scale: float | None  # None: per-scan normalisation, from the first frames
-
-    @classmethod
-    def load(cls, path: str, device: torch.device, max_block: int | None) -> _Network:
-        loaded = load_model_bundle(path)
-        if loaded.gridsize != 1:
-            raise ValueError(
-                f"{path}: watch needs a gridsize-1 network; this one has gridsize {loaded.gridsize}"
-            )
-        if int(loaded.manifest.get("config", {}).get("data", {}).get("detector_bin", 1)) != 1:
-            raise ValueError(f"{path}: watch takes networks trained on unbinned patterns")
-        module = loaded.module.to(device).eval()
-        size = int(module.hparams.size)
-        block_size = max_block or live_block_size(device, size)
-        # on a GPU, batches are padded to a few sizes, each prepared now (a new shape costs its
-        # FFT plans and kernel choices when first met); a CPU takes any size
-        buckets = bucket_sizes(block_size) if device.type == "cuda" else [1, block_size]
-        with torch.no_grad():
-            for frames in buckets:
-                module.net.predict_patches(
-                    torch.zeros(frames, 1, size, size, device=device),
-                    torch.zeros(frames, 1, 2, device=device),
-                )
-        per_scan = module.hparams.get("input_normalisation", "frozen") == "per_scan"
-        return cls(str(path), module, size, block_size, None if per_scan else float(module.input_scale))
-
-
-def _may_become_followable(path: Path) -> bool:
-    """A folder, an empty file or an HDF5 file (its writer not yet in SWMR mode)."""
-    if path.is_dir():
-        return True
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-    return len(head) < 8 or head == HDF5_SIGNATURE
-
-
-def _open_when_ready(source: str | Path, keys: dict, timeout_s: float, log: Callable[[str], None]):
-    """The source, waited for up to ``timeout_s`` when it does not exist yet (watch started first)."""
-    deadline = time.time() + timeout_s
-    told = False
-    while True:
-        if Path(source).exists():
-            try:
-                return open_stream(source, **keys)
-            except ScanFileError:
-                # an HDF5 file being created (or an empty one) may become followable; any
-                # other file will not: say so now, not after the timeout
-                if time.time() > deadline or not _may_become_followable(Path(source)):
-                    raise
-        elif time.time() > deadline:
-            raise ScanFileError(f"did not appear within {timeout_s:g} s (--idle-timeout)", source=str(source))
-        if not told:
-            log(f"watch: waiting for {source}")
-            told = True
-        time.sleep(0.05)
-
-
-def _network_for(model: str | None, probe: np.ndarray | None) -> str:
-    """The bundle to use: the one given, else a shipped pretrained network made for the probe."""
-    if model:
-        return str(model)
-    if probe is None:
-        raise ValueError("give --model: the source holds no probe to find a shipped network for")
-    match = matching_bundle(probe, gridsize=1)
-    if match is None:
-        raise ValueError(
-            "no shipped pretrained network matches the scan's probe; give --model BUNDLE "
-            "(from train or pretrain)"
-        )
-    return str(match)
+    def run(self) -> dict:
+        """Follow the source to its end; the final status (its files written)."""
+        options, state = self.options, self.state
+        last_arrival = last_write = self.started
+        if self.refiner is not None:
+            self.refiner.start()
+        try:
+            with torch.no_grad():  # not inference_mode: the refiner's thread updates the mosaic too
+                while True:
+                    block_size = self.network.block_size
+                    left = options.frames - state.received if options.frames is not None else block_size
+                    block = self.stream.poll(min(block_size, left))
+                    if block is not None and len(block):
+                        last_arrival = time.time()
+                        self.first_frame_at = self.first_frame_at or last_arrival
+                        self.take(block)
+                    else:
+                        time.sleep(options.poll_seconds)
+                    if time.time() - last_write >= options.update_seconds:
+                        self.write()
+                        last_write = time.time()
+                    enough = options.frames is not None and state.received >= options.frames
+                    if self.stream.complete() or enough:
+                        break
+                    if time.time() - last_arrival > options.idle_timeout_s:
+                        self.stalled = True
+                        self.log(
+                            f"watch: no new frame for {options.idle_timeout_s:g} s: the writer stalled; "
+                            f"keeping the {state.received} frame(s) received"
+                        )
+                        break
+        finally:
+            if self.refiner is not None:
+                self.refiner.stop.set()
+                self.refiner.join(timeout=options.refine_seconds + 30)
+        summary = self.write(final=True)
+        if self.refiner is not None and self.refiner.error:
+            self.log(f"watch: background refinement stopped: {self.refiner.error}")
+        return summary
 
 
 def watch(
@@ -384,171 +365,60 @@ def watch(
     -------
     WatchResult
     """
-    from .reconstruction import ReconstructOptions, reconstruct
-
     keys = {k: v for k, v in (("data_key", options.data_key), ("positions_key", options.positions_key)) if v}
     device = resolve_device(options.accelerator)
     # with a given network, everything slow (loading, the first passes) happens before the
     # first frame can arrive; the shipped network is chosen from the source's probe
-    network = _Network.load(options.model, device, options.max_block) if options.model else None
-    stream = _open_when_ready(source, keys, options.idle_timeout_s, log)
+    network = LiveNetwork.load(options.model, device, options.max_block) if options.model else None
+    stream = open_when_ready(source, keys, options.idle_timeout_s, log)
     try:
         if network is None:
-            network = _Network.load(_network_for(None, stream.probe()), device, options.max_block)
+            network = LiveNetwork.load(network_for(None, stream.probe()), device, options.max_block)
         out = claim_output_folder(
             output_dir, command="watch", overwrite=overwrite, inputs=[source, network.path]
         )
-    except BaseException:
-        stream.close()
-        raise
-    model, module, size, block_size = network.path, network.module, network.size, network.block_size
-    probe = module.net.forward_model.probe.detach()
-    scale = network.scale
-    state = _WatchState(
-        options=options,
-        mosaic=GrowingStitcher(probe_weight(probe), device),
-        probe=probe.cpu().numpy(),
-        lock=threading.Lock(),
-        read_range=stream.read_range,
-    )
-    initial_probe = state.probe.copy()
-    refiner = _Refiner(state) if options.refine else None
-    if refiner is not None:
-        refiner.start()
-    latencies: list[np.ndarray] = []
-    started = time.time()
-    last_arrival = last_write = started
-    first_frame_at: float | None = None
-    reconstructed, max_backlog, stalled = 0, 0, False
-
-    def status() -> dict:
-        lat = np.concatenate(latencies) if latencies else np.zeros(0)
-        elapsed = max(time.time() - started, 1e-9)
-        # the rate counts from the first frame: waiting for the scan to start is not slowness
-        since_first = max(time.time() - first_frame_at, 1e-9) if first_frame_at else elapsed
-        return {
-            "frames_received": state.received,
-            "frames_reconstructed": reconstructed,
-            "frames_per_second": reconstructed / since_first,
-            "latency_median_s": float(np.median(lat)) if lat.size else None,
-            "latency_p99_s": float(np.percentile(lat, 99)) if lat.size else None,
-            "backlog": stream.backlog(),
-            "max_backlog": max_backlog,
-            "refine": options.refine,
-            "refine_probe": options.refine_probe,
-            "refine_window": options.refine_window,
-            "block_size": block_size,
-            "refinement_rounds": refiner.rounds if refiner else 0,
-            "refined_pixels": int((state.mosaic.refined_weight > 0).sum()),
-            "refinement_error": refiner.error if refiner else None,
-            # relative to the network's probe (scale aside): how far --refine-probe moved it
-            "probe_change": _probe_change(state.probe, initial_probe),
-            "elapsed_s": elapsed,
-            "stalled": stalled,
-        }
-
-    def write(final: bool = False) -> dict:
-        with state.lock:
-            obj, coverage = state.mosaic.picture()
-            origin = state.mosaic.origin.copy()
-            weight_sum = state.mosaic.weight_sum()
-        obj, coverage, weight_sum, origin = _in_scan_frame(obj, coverage, weight_sum, origin)
-        now = status()
-        if obj.size:
-            _png(
-                out / "phase.png",
-                np.angle(obj),
-                coverage,
-                "twilight" if np.ptp(np.angle(obj[coverage])) > 5.5 else "viridis",
-            )
-            _png(out / "amplitude.png", np.abs(obj), coverage, "gray")
-            write_reconstruction_npz(
-                out / "reconstruction.npz", obj, coverage=coverage, weight_sum=weight_sum,
-                extra_arrays={"origin": origin},
-            )  # fmt: skip
-        write_json(out / "live.json", now)
-        with atomic_path(out / "live.html") as tmp:
-            tmp.write_text(_live_html(now, options.update_seconds if not final else 3600))
-        latency = (
-            "-"
-            if now["latency_median_s"] is None
-            else f"{now['latency_median_s']:.3f} s (p99 {now['latency_p99_s']:.3f} s)"
-        )
-        log(
-            f"watch: {now['elapsed_s']:.1f} s, frames received {now['frames_received']}, reconstructed "
-            f"{now['frames_reconstructed']}, {now['frames_per_second']:.1f} frames/s, latency {latency}, "
-            f"backlog {now['backlog']}"
-        )
-        return now
-
-    try:
-        with torch.no_grad():  # not inference_mode: the refiner's thread updates the mosaic too
-            while True:
-                left = options.frames - state.received if options.frames is not None else block_size
-                block = stream.poll(min(block_size, left))
-                now = time.time()
-                if block is not None and len(block):
-                    last_arrival = now
-                    first_frame_at = first_frame_at or now
-                    if block.counts.shape[-1] != size:
-                        raise ValueError(
-                            f"{source}: frames of {block.counts.shape[-1]} pixels; the network takes {size}"
-                        )
-                    if scale is None:  # per-scan normalisation from the first frames
-                        scale = float(
-                            np.sqrt((size / 2) ** 2 / max(block.counts.sum(axis=(1, 2)).mean(), 1e-12))
-                        )
-                    x = torch.from_numpy(block.counts).to(device).clamp_min(0).sqrt().mul(scale)[:, None]
-                    if device.type == "cuda":
-                        x = padded(x, block_size)
-                    offsets = torch.zeros(len(x), 1, 2, dtype=torch.float32, device=device)
-                    patches = module.net.predict_patches(x, offsets)[: len(block), 0]
-                    with state.lock:
-                        state.mosaic.add(patches, block.positions)
-                        state.received += len(block)
-                    reconstructed += len(block)
-                    latencies.append(time.time() - block.written_at)
-                    max_backlog = max(max_backlog, stream.backlog())
-                else:
-                    time.sleep(options.poll_seconds)
-                if time.time() - last_write >= options.update_seconds:
-                    write()
-                    last_write = time.time()
-                if stream.complete() or (options.frames is not None and state.received >= options.frames):
-                    break
-                if time.time() - last_arrival > options.idle_timeout_s:
-                    stalled = True
-                    log(
-                        f"watch: no new frame for {options.idle_timeout_s:g} s: the writer stalled; keeping "
-                        f"the {state.received} frame(s) received"
-                    )
-                    break
-    finally:
-        if refiner is not None:
-            refiner.stop.set()
-            refiner.join(timeout=options.refine_seconds + 30)
-    summary = write(final=True)
-    if refiner is not None and refiner.error:
-        log(f"watch: background refinement stopped: {refiner.error}")
-    files = {
-        name: out / name
-        for name in ("phase.png", "amplitude.png", "reconstruction.npz", "live.html", "live.json")
-    }
-    final = None
-    if state.received and options.final_seconds > 0:
-        scan = stream.received_scan(state.probe)
-        write_npz(scan, out / "scan.npz")
-        files["scan.npz"] = out / "scan.npz"
-        final_options = ReconstructOptions(
-            model=None if model is None else os.fspath(model),
-            refinement=RefinementConfig(epochs=100000, time_budget_s=options.final_seconds),
-            device=DeviceOptions(accelerator=options.accelerator), progress=False,
+        probe = network.module.net.forward_model.probe.detach()
+        state = _WatchState(
+            options=options, mosaic=GrowingStitcher(probe_weight(probe), device), probe=probe.cpu().numpy(),
+            lock=threading.Lock(), read_range=stream.read_range,
         )  # fmt: skip
-        final = reconstruct(out / "scan.npz", out / "final", final_options, log=log)
-        files.update({f"final/{k}": v for k, v in final.files.items()})
-    stream.close()
+        summary = _LiveLoop(state, stream, network, out, device, log, source).run()
+        files = {name: out / name for name in LIVE_FILES}
+        final = _final_reconstruction(stream, state, network.path, out, files, log)
+    finally:
+        stream.close()
     return WatchResult(output_dir=out, summary=summary, files=files, final=final)
+
+
+def _final_reconstruction(stream, state: _WatchState, model: str, out: Path, files: dict, log) -> Any:
+    """``reconstruct`` of everything received (``out/final``), after ``scan.npz``; None without frames."""
+    from .reconstruction import ReconstructOptions, reconstruct
+
+    options = state.options
+    if not state.received or options.final_seconds <= 0:
+        return None
+    write_npz(stream.received_scan(state.probe), out / "scan.npz")
+    files["scan.npz"] = out / "scan.npz"
+    final_options = ReconstructOptions(
+        model=os.fspath(model), device=DeviceOptions(accelerator=options.accelerator), progress=False,
+        refinement=RefinementConfig(epochs=100000, time_budget_s=options.final_seconds),
+    )  # fmt: skip
+    final = reconstruct(out / "scan.npz", out / "final", final_options, log=log)
+    files.update({f"final/{k}": v for k, v in final.files.items()})
+    return final
 
 
 #: the live mosaic (kept under the name the watch tests use)
 LiveMosaic = GrowingStitcher
+
+
+@dataclass(frozen=True)
+class WatchInputs(Options):
+    """``watch``'s inputs: the growing source and the output folder."""
+
+    section = "watch"
+    source: str = option(
+        None, "a growing HDF5/CXI file or a folder of frame files", positional=True, path=True,
+        metavar="SOURCE",
+    )  # fmt: skip
+    output_dir: str = output_dir_option("folder for the live and final outputs")

@@ -32,10 +32,7 @@ from ..simulate import PROBE_KINDS, SimulationConfig
 from ..simulate.probes import probe_from_file
 from ..simulate.simulator import make_probe
 from .bundles import load_model_bundle, save_model_bundle
-from .report import training_curves, write_report
-from .run_folder import claim_output_folder
-from .training import (
-    TrainResult,
+from .lightning_runs import (
     build_trainer,
     check_execution_fits_machine,
     checkpoint_paths,
@@ -45,6 +42,9 @@ from .training import (
     metrics_csv_of,
     resolve_resume,
 )
+from .report import training_curves, write_report
+from .results import TrainResult
+from .run_folder import claim_output_folder
 
 #: Held-out items are drawn from this far into the corpus: never reached by training.
 VALIDATION_BASE = 2**61

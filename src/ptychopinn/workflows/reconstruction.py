@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tempfile
 import time
@@ -22,8 +21,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import DeviceOptions, load_run_config, photons_option, progress_option
-from ..io import Scan, read_scan, write_json, write_scan
+from ..config import DeviceOptions, load_run_config, output_dir_option, photons_option, progress_option
+from ..io import Scan, read_scan, write_scan
 from ..options import Options, option
 from ..physics import canvas_shape
 from ..refine import (
@@ -34,12 +33,10 @@ from ..refine import (
 )
 from .bundles import load_model_bundle, resolve_device
 from .evaluation import compare_to_truth
-from .evaluation import half_scan_frc as half_scan_frc_of
-from .figures import plot_frc
 from .inference import Reconstruction, predict_object
-from .outputs import check_product_metadata, write_loss_curve, write_product, write_reconstruction
+from .outputs import check_product_metadata
 from .pretrained import matching_bundle
-from .report import write_report
+from .reconstruct_outputs import write_reconstruct_outputs
 from .results import ReconstructResult
 from .run_folder import claim_output_folder
 
@@ -195,32 +192,7 @@ def reconstruct_scan(
         )
 
     t0 = time.perf_counter()
-    bar = tqdm(
-        total=refinement.epochs,
-        desc="refining",
-        unit="epoch",
-        disable=None if progress is None else not progress,
-    )
-
-    last_line = [0.0]
-
-    def report(step: RefinementProgress) -> None:
-        if callback is not None:
-            callback(step)
-        bar.update(1)
-        bar.set_postfix(loss=f"{step.loss:.5g}", seconds=f"{step.elapsed_s:.1f}")
-        if bar.disable and progress is None and step.elapsed_s - last_line[0] >= PROGRESS_LINE_S:
-            # not on a terminal (a batch job's log): a line now and then instead of a bar
-            last_line[0] = step.elapsed_s
-            log(f"refining: epoch {step.epoch + 1}, loss {step.loss:.5g}, {step.elapsed_s:.0f} s")
-
-    try:
-        refined = refine_object(
-            scan.diffraction, scan.positions, scan.probe_modes, initial, mask=scan.mask,
-            config=refinement, device=device, callback=report,
-        )  # fmt: skip
-    finally:
-        bar.close()
+    refined = _refine_with_progress(scan, initial, refinement, device, progress, log, callback)
     timings["refinement_s"] = time.perf_counter() - t0
     if refinement.calibrate_probe:
         log(
@@ -248,12 +220,37 @@ def reconstruct_scan(
     )  # fmt: skip
 
 
-def _shift_summary(shifts: np.ndarray) -> dict[str, float]:
-    """Median and largest position correction (pixels), and the largest per axis."""
-    lengths = np.linalg.norm(shifts, axis=1)
-    largest = np.abs(shifts).max(axis=0)
-    return {"median": float(np.median(lengths)), "max": float(lengths.max()),
-            "max_y": float(largest[0]), "max_x": float(largest[1])}  # fmt: skip
+def _refine_with_progress(
+    scan: Scan,
+    initial: np.ndarray | None,
+    refinement: RefinementConfig,
+    device: torch.device,
+    progress: bool | None,
+    log: Callable[[str], None],
+    callback: Callable[[RefinementProgress], None] | None,
+):
+    """:func:`~ptychopinn.refine.refine_object` of the scan with a progress bar (on a terminal)
+    or, in a batch job's log, a status line every :data:`PROGRESS_LINE_S` seconds."""
+    bar = tqdm(total=refinement.epochs, desc="refining", unit="epoch",
+               disable=None if progress is None else not progress)  # fmt: skip
+    last_line = [0.0]
+
+    def report(step: RefinementProgress) -> None:
+        if callback is not None:
+            callback(step)
+        bar.update(1)
+        bar.set_postfix(loss=f"{step.loss:.5g}", seconds=f"{step.elapsed_s:.1f}")
+        if bar.disable and progress is None and step.elapsed_s - last_line[0] >= PROGRESS_LINE_S:
+            last_line[0] = step.elapsed_s
+            log(f"refining: epoch {step.epoch + 1}, loss {step.loss:.5g}, {step.elapsed_s:.0f} s")
+
+    try:
+        return refine_object(
+            scan.diffraction, scan.positions, scan.probe_modes, initial, mask=scan.mask,
+            config=refinement, device=device, callback=report,
+        )  # fmt: skip
+    finally:
+        bar.close()
 
 
 def _train_on(scan: Scan, out: Path, options: ReconstructOptions, log: Callable[[str], None]) -> Path:
@@ -336,80 +333,18 @@ def reconstruct(
         output_dir, command="reconstruct", inputs=[data, model, options.train_config], overwrite=overwrite
     )
     result = reconstruct_scan(scan, options, training_dir=out / "training", log=log, callback=callback)
-    refinement = options.refinement
     device = str(resolve_device(options.device.accelerator, options.device.devices))
-    refined, comparison, start = result.refinement, result.comparison, result.start
-    extra = {} if refined.background is None else {"background": refined.background}
-    initial_comparison, timings = result.initial_comparison, result.timings
-    files = write_reconstruction(
-        result.reconstruction, out, comparison=comparison, title=f"{Path(data).name} ({start} start)",
-        extra_arrays={
-            "probe": refined.probe,
-            "positions_initial": scan.positions,
-            "positions_refined": refined.positions,
-            "loss": np.asarray(refined.loss_history, dtype=np.float64),
-            **extra,
-        },
-    )  # fmt: skip
-    if options.ptychodus_product:
-        files["product.h5"] = write_product(
-            result.reconstruction, scan, out / "product.h5", probe=refined.probe, losses=refined.loss_history
-        )
-    frc_summary = None
-    if options.half_scan_frc:
-        t0 = time.perf_counter()
-        halves_config = dataclasses.replace(refinement, epochs=max(refined.epochs, 1), time_budget_s=None)
-        halves = half_scan_frc_of(scan, None, refinement=halves_config, device=device)
-        result.timings["half_scan_frc_s"] = time.perf_counter() - t0
-        files["frc.png"] = out / "frc.png"
-        plot_frc(halves, files["frc.png"], f"even/odd half-scan FRC ({refined.epochs} epochs each)")
-        frc_summary = {name: {"resolution_px": frc.resolution_px, "resolution_m": frc.resolution_m}
-                       for name, frc in halves.items()}  # fmt: skip
-        log("half-scan FRC resolution: " + ", ".join(
-            f"{name} {frc.resolution_px:.2f} px" for name, frc in halves.items()))  # fmt: skip
-    loss_name = refinement.resolved().loss
-    ylabels = {"poisson": "Poisson deviance per pixel", "gaussian": "0.5 (sqrt(lambda) - sqrt(I))^2 per px"}
-    ylabel = ylabels.get(loss_name, "amplitude MAE")
-    curve = write_loss_curve(refined.loss_history, out / "loss", title="physics refinement", ylabel=ylabel)
-    files["loss.json"], files["loss.png"] = curve["json"], curve["png"]
-    summary = {
-        "data": os.fspath(data),
-        "model": result.model,
-        "start": start,
-        "device": device,
-        "options": options.to_dict(),
-        "refinement": refinement.resolved().to_dict(),
-        "batch_size_used": refined.batch_size,
-        "probe_calibration_factor": refined.probe_scale,
-        "phase_ramp_removed_rad_per_px": list(refined.phase_ramp),
-        "position_shift_px": _shift_summary(refined.positions - scan.positions),
-        "epochs": refined.epochs,
-        "stop_reason": refined.stop_reason,
-        "final_loss": refined.loss_history[-1] if refined.loss_history else None,
-        "timings_s": timings,
-        "metrics": comparison.to_dict() if comparison else None,
-        "metrics_of_network_prediction": initial_comparison.to_dict() if initial_comparison else None,
-        "half_scan_frc": frc_summary,
-    }
-    files["reconstruct.json"] = out / "reconstruct.json"
-    write_json(files["reconstruct.json"], summary)
-    metrics = {}
-    if frc_summary is not None:
-        metrics["half_scan_frc"] = frc_summary
-    if comparison is not None:
-        metrics["refined"] = comparison.to_dict()
-    if initial_comparison is not None:
-        metrics["network_prediction"] = initial_comparison.to_dict()
-    files["report.html"] = write_report(
-        out,
-        f"Reconstruction of {Path(data).name} ({start} start, physics refinement)",
-        images=[("amplitude", files["amplitude.png"]), ("phase", files["phase.png"]),
-                ("refinement loss per epoch", files["loss.png"]),
-                ("half-scan Fourier ring correlation", files.get("frc.png", "")),
-                ("comparison with the ground truth", files.get("comparison.png", ""))],
-        metrics=metrics or None,
-        config={"refinement": refinement.resolved().to_dict()},
-        details={k: v for k, v in summary.items() if not k.startswith(("refinement", "metrics"))},
-    )  # fmt: skip
-    result.files = files
+    result.files = write_reconstruct_outputs(result, scan, out, options, data=data, device=device, log=log)
     return result
+
+
+@dataclass(frozen=True)
+class ReconstructInputs(Options):
+    """``reconstruct``'s inputs: the scan and the output folder."""
+
+    section = "reconstruct"
+    data: str = option(
+        None, "scan file (NPZ or CXI) or a ptychodus directory (diffraction.h5 + product.h5)",
+        positional=True, path=True, metavar="DATA",
+    )  # fmt: skip
+    output_dir: str = output_dir_option()
