@@ -7,10 +7,10 @@ import dataclasses
 
 import pytest
 
-from ptychopinn.cli.flags import add_option_flags, given_sections, given_values
+from ptychopinn.cli.flags import add_option_flags, given_sections, given_values, help_with_default
 from ptychopinn.cli.main import build_parser
 from ptychopinn.config import DataConfig, ExecutionConfig, ModelConfig, TrainingConfig
-from ptychopinn.options import help_with_default, option, option_fields
+from ptychopinn.options import option, option_fields
 from ptychopinn.simulate import SimulationConfig
 
 

@@ -5,8 +5,9 @@ declaration when the dataclass is built (a ``ValueError`` naming the section, th
 the value); nothing global is ever mutated. Precedence when assembling a run: defaults < a
 YAML/JSON file < command-line flags (:func:`load_run_config`).
 
-This module imports the option declarations and the registries; the holdout-region syntax
-and the bounded reading of a configuration file are imported where they are used.
+The fields several options classes share (the device, the photon scale, progress, the output
+folder) are declared once in :mod:`ptychopinn.common` and re-exported here. The holdout-region
+syntax and the bounded reading of a configuration file are imported where they are used.
 """
 
 from __future__ import annotations
@@ -18,10 +19,15 @@ from typing import Any
 
 import yaml
 
+from .common import (
+    accelerator_option,
+    devices_option,
+    parse_devices,
+    photons_option,
+)
 from .options import Options, option
 from .registry import GENERATORS
 
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 _PRECISION_ALIASES = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 STRATEGIES = (
@@ -39,90 +45,6 @@ def __getattr__(name: str) -> Any:
     if name == "GENERATOR_NAMES":  # kept for callers of the former constant
         return GENERATORS.names()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# --- fields several commands share, declared once -------------------------------------------
-
-
-def accelerator_option(help: str = "auto (a GPU when present), cpu, gpu, cuda, mps, tpu") -> Any:  # noqa: A002
-    """The ``--accelerator`` field (``--device``: upstream's spelling)."""
-    return option(
-        "auto", f"{help} (--device: upstream's spelling)", flags=("--accelerator", "--device"),
-        choices=ACCELERATORS, default_text="",
-    )  # fmt: skip
-
-
-def devices_option(help: str = "auto, a count (-1: all), or indices like 0,1") -> Any:  # noqa: A002
-    """The ``--devices`` field: ``auto``, a count, or indices (text ``0,1`` on the command line)."""
-    return option("auto", help, flags=("--devices",), default_text="")
-
-
-def photons_option(**extra: Any) -> Any:
-    """The ``--nphotons`` field: the photon scale of NPZ files holding normalised amplitudes."""
-    return option(
-        None, "photons per pattern for NPZ files with normalised amplitudes", flags=("--nphotons",),
-        minimum=0.0, exclusive_minimum=True, **extra,
-    )  # fmt: skip
-
-
-def progress_option() -> Any:
-    """The ``--progress`` field (``--no-progress``, ``--quiet``); None: bars on a terminal."""
-    return option(
-        None, "progress bars", flags=("--progress",), default_text="on a terminal",
-        shortcuts=((("--quiet",), False, "the same as --no-progress"),),
-    )  # fmt: skip
-
-
-def output_dir_option(help: str = "folder for the outputs", default: Any = None) -> Any:  # noqa: A002
-    """The ``--output-dir`` field (``--output_dir``: upstream's spelling); required without a default."""
-    return option(
-        default, help, flags=("--output-dir", "--output_dir"), path=True, required=default is None,
-        metavar="OUTPUT_DIR",
-    )  # fmt: skip
-
-
-def parse_devices(devices: Any) -> int | str | tuple[int, ...]:
-    """``auto``, a count (-1: all) or a tuple of indices, from a value or its text (``0,1``).
-
-    Raises
-    ------
-    ValueError
-        The rule broken (the caller names the field).
-    """
-    if isinstance(devices, str):
-        text = devices.strip()
-        if text == "auto":
-            return "auto"
-        try:
-            devices = [int(part) for part in text.split(",") if part.strip()] if "," in text else int(text)
-        except ValueError:
-            raise ValueError("must be auto, a count (-1 for all), or a list of indices like 0,1") from None
-    if isinstance(devices, (list, tuple)):
-        if not devices or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices):
-            raise ValueError("a list of devices must hold indices >= 0")
-        return tuple(devices)
-    if isinstance(devices, bool) or not isinstance(devices, int) or (devices < 1 and devices != -1):
-        raise ValueError("must be auto, a count >= 1 (or -1 for all), or a list of indices")
-    return devices
-
-
-@dataclass(frozen=True)
-class DeviceOptions(Options):
-    """Where a command's network and refinement run (``auto``: a GPU when present)."""
-
-    section = "device"
-    accelerator: str = accelerator_option("auto (a GPU when present), cpu, gpu, cuda, mps")
-    devices: int | str | tuple[int, ...] = devices_option("device indices (the first is used), or auto")
-
-    def normalise(self) -> None:
-        if isinstance(self.accelerator, str):
-            self._set("accelerator", self.accelerator.lower())
-
-    def check(self) -> None:
-        try:
-            self._set("devices", parse_devices(self.devices))
-        except ValueError as exc:
-            self.fail("devices", str(exc))
 
 
 @dataclass(frozen=True)

@@ -159,25 +159,6 @@ def format_number(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def help_with_default(field: dataclasses.Field) -> str:
-    """The field's help followed by its default, read from the field (never repeated by hand)."""
-    text = field.metadata.get("help", "")
-    shown = field.metadata.get("default_text")
-    if callable(shown):  # a text made when asked (from a registry's plugins)
-        shown = shown()
-    if shown is None and field.default is not _MISSING and field.default is not None:
-        value = field.default
-        if isinstance(value, bool):
-            shown = "on" if value else "off"
-        elif isinstance(value, float):
-            shown = f"{value:g}"
-        elif isinstance(value, tuple):
-            shown = " ".join(format_number(v) if isinstance(v, float) else str(v) for v in value)
-        else:
-            shown = str(value)
-    return f"{text} (default {shown})" if shown else text
-
-
 # --- the kinds of value a field can hold, read once per class from its annotations -------------
 
 

@@ -13,37 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..workflows import (
-    EvaluateInputs,
-    EvaluateOptions,
-    ExampleInputs,
-    ExampleOptions,
-    InferInputs,
-    InferOptions,
-    InspectInputs,
-    InspectOptions,
-    Options,
-    PretrainConfig,
-    ReconstructInputs,
-    ReconstructOptions,
-    RunConfig,
-    SimulateOptions,
-    SimulationConfig,
-    TrainInputs,
-    WatchInputs,
-    WatchOptions,
-    evaluate_reconstruction,
-    infer_scan,
-    inspect_file,
-    is_secondary_process,
-    load_run_config,
-    pretrain_model,
-    reconstruct_file,
-    run_example,
-    simulate,
-    train_model,
-    watch_scan,
-)
+from .. import workflows as jobs
 
 #: Exit statuses: bad input (a file, a key, a value, a flag), a failure while running, and a
 #: training stopped by SIGINT/SIGTERM after saving a checkpoint (continue with --resume last).
@@ -73,8 +43,8 @@ def _print_comparison(comparison) -> None:
 
 
 def _simulate(values: Values) -> int:
-    options = SimulateOptions.from_flags(values)
-    scan = simulate(SimulationConfig.from_flags(values), options)
+    options = jobs.SimulateOptions.from_flags(values)
+    scan = jobs.simulate(jobs.SimulationConfig.from_flags(values), options)
     if scan is not None:
         size = scan.pattern_size
         print(
@@ -85,23 +55,23 @@ def _simulate(values: Values) -> int:
 
 
 def _inspect(values: Values) -> int:
-    options = InspectOptions.from_flags(values)
+    options = jobs.InspectOptions.from_flags(values)
     status = 0
-    for path in InspectInputs.from_flags(values).files:
-        report = inspect_file(path, options)
+    for path in jobs.InspectInputs.from_flags(values).files:
+        report = jobs.inspect_file(path, options)
         print(report.format_text())
         status = status or (0 if report.ok else EXIT_BAD_INPUT)
     return status
 
 
 def _train(values: Values) -> int:
-    inputs = TrainInputs.from_flags(values)
-    config = load_run_config(inputs.config, RunConfig.flag_values(values))
-    summary = train_model(
+    inputs = jobs.TrainInputs.from_flags(values)
+    config = jobs.load_run_config(inputs.config, jobs.RunConfig.flag_values(values))
+    summary = jobs.train_model(
         config, inputs.output_dir, resume=inputs.resume, overwrite=values["overwrite"],
         inputs=(inputs.config,) if inputs.config else (),
     ).summary  # fmt: skip
-    if is_secondary_process():
+    if jobs.is_secondary_process():
         return 0  # one final line per run, not one per process
     print(
         f"trained {summary['epochs_completed']} epoch(s), {summary['global_steps']} step(s) in "
@@ -117,12 +87,12 @@ def _train(values: Values) -> int:
 
 
 def _pretrain(values: Values) -> int:
-    inputs = TrainInputs.from_flags(values)
-    given = RunConfig.flag_values(values)
+    inputs = jobs.TrainInputs.from_flags(values)
+    given = jobs.RunConfig.flag_values(values)
     given.setdefault("training", {}).setdefault("loss", "supervised")  # the corpus knows its objects
-    run = load_run_config(inputs.config, given)
-    summary = pretrain_model(
-        PretrainConfig.from_flags(values), run, inputs.output_dir, resume=inputs.resume,
+    run = jobs.load_run_config(inputs.config, given)
+    summary = jobs.pretrain_model(
+        jobs.PretrainConfig.from_flags(values), run, inputs.output_dir, resume=inputs.resume,
         overwrite=values["overwrite"],
     ).summary  # fmt: skip
     print(
@@ -134,9 +104,9 @@ def _pretrain(values: Values) -> int:
 
 
 def _infer(values: Values) -> int:
-    inputs = InferInputs.from_flags(values)
-    result = infer_scan(
-        inputs.model, inputs.data, inputs.output_dir, InferOptions.from_flags(values),
+    inputs = jobs.InferInputs.from_flags(values)
+    result = jobs.infer_scan(
+        inputs.model, inputs.data, inputs.output_dir, jobs.InferOptions.from_flags(values),
         overwrite=values["overwrite"],
     )  # fmt: skip
     print(
@@ -148,10 +118,11 @@ def _infer(values: Values) -> int:
 
 
 def _reconstruct(values: Values) -> int:
-    inputs = ReconstructInputs.from_flags(values)
-    result = reconstruct_file(
-        inputs.data, inputs.output_dir, ReconstructOptions.from_flags(values), overwrite=values["overwrite"]
-    )
+    inputs = jobs.ReconstructInputs.from_flags(values)
+    result = jobs.reconstruct_file(
+        inputs.data, inputs.output_dir, jobs.ReconstructOptions.from_flags(values),
+        overwrite=values["overwrite"],
+    )  # fmt: skip
     print(
         f"reconstructed {inputs.data} ({result.start} start) in {result.timings['total_s']:.1f} s; "
         f"wrote {_files_written(result.files)} to {inputs.output_dir}"
@@ -161,9 +132,9 @@ def _reconstruct(values: Values) -> int:
 
 
 def _evaluate(values: Values) -> int:
-    inputs = EvaluateInputs.from_flags(values)
-    result = evaluate_reconstruction(
-        inputs.reconstruction, inputs.output_dir, EvaluateOptions.from_flags(values),
+    inputs = jobs.EvaluateInputs.from_flags(values)
+    result = jobs.evaluate_reconstruction(
+        inputs.reconstruction, inputs.output_dir, jobs.EvaluateOptions.from_flags(values),
         overwrite=values["overwrite"],
     )  # fmt: skip
     _print_comparison(result.comparison)
@@ -174,9 +145,9 @@ def _evaluate(values: Values) -> int:
 
 
 def _watch(values: Values) -> int:
-    inputs = WatchInputs.from_flags(values)
-    result = watch_scan(
-        inputs.source, inputs.output_dir, WatchOptions.from_flags(values), overwrite=values["overwrite"]
+    inputs = jobs.WatchInputs.from_flags(values)
+    result = jobs.watch_scan(
+        inputs.source, inputs.output_dir, jobs.WatchOptions.from_flags(values), overwrite=values["overwrite"]
     )
     summary = result.summary
     live = {name: path for name, path in result.files.items() if "/" not in name}
@@ -192,99 +163,65 @@ def _watch(values: Values) -> int:
 
 
 def _example(values: Values) -> int:
-    inputs = ExampleInputs.from_flags(values)
-    result = run_example(inputs.output_dir, ExampleOptions.from_flags(values), overwrite=values["overwrite"])
+    inputs = jobs.ExampleInputs.from_flags(values)
+    options = jobs.ExampleOptions.from_flags(values)
+    result = jobs.run_example(inputs.output_dir, options, overwrite=values["overwrite"])
     return 0 if result.ok else 1
 
 
 @dataclass(frozen=True)
 class Command:
-    """One subcommand: its name and help, the options classes its flags come from, its action.
+    """One subcommand: its name, one line of help, the options classes its flags come from
+    (the first one's docstring is the command's description), and its action.
 
-    ``options`` pairs each class with the destination prefix of its flags (None: the fields'
-    own names; a class's nested options add theirs, ``refinement__epochs``). ``scan_data``
-    False leaves out the flags about scan files and grouping (``pretrain``).
+    Each class's flags have its fields' names as destinations (a class's nested options add
+    theirs, ``refinement__epochs``). ``scan_data`` False leaves out the flags about scan
+    files and grouping (``pretrain``).
     """
 
     name: str
     help: str
-    description: str
-    options: tuple[type[Options], ...]
+    options: tuple[type[jobs.Options], ...]
     run: Callable[[Values], int]
     writes_folder: bool = True
     scan_data: bool = True
     help_overrides: tuple[tuple[str, str], ...] = ()
+    about: str = ""
+
+    @property
+    def description(self) -> str:
+        """``about``, else the first paragraph of the first options class's docstring."""
+        return self.about or " ".join((self.options[0].__doc__ or "").split("\n\n")[0].split())
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command(
-        "simulate", "simulate a scan and write it as NPZ or CXI",
-        "Simulate a ptychographic scan (ground truth included).",
-        (SimulateOptions, SimulationConfig), _simulate, writes_folder=False,
-    ),
-    Command(
-        "inspect", "show what a scan file or model bundle holds and what is wrong with it",
-        "Read scan files, check every value, report contents and problems. Exits 2 when any file "
-        "has a problem.", (InspectInputs, InspectOptions), _inspect, writes_folder=False,
-    ),
-    Command(
-        "train", "train the physics-informed network on a scan",
-        "Self-supervised training through the forward model. Precedence: defaults < --config "
-        "file < flags. Writes config.yaml, checkpoints/, logs and training_summary.json to "
-        "--output-dir.", (TrainInputs, RunConfig), _train,
-    ),
-    Command(
-        "pretrain", "pretrain a network for a probe on a corpus simulated on the fly",
-        "Train one network per beamline set-up: many simulated objects (classes, phase ranges, "
-        "absorption, photon counts, scan steps) through the given probe, never written to disk; "
-        "validation on a fixed held-out set; the usual bundle at the end. One epoch is "
-        "--samples-per-epoch items; stop with --epochs, --time-budget or --max-steps. The loss "
-        "defaults to supervised (the corpus knows its objects).",
-        (TrainInputs, PretrainConfig, RunConfig), _pretrain, scan_data=False,
-        help_overrides=(
-            ("config", "YAML or JSON file with model/training/execution sections"),
-            ("resume", "continue from a checkpoint (like train)"),
-            ("init_from", "start from a bundle's network weights: the same architecture, or an fno "
-                          "bundle as the encoder of --generator unrolled"),
-        ),
-    ),  # fmt: skip
-    Command(
-        "infer", "reconstruct a scan with a trained model bundle",
-        "Group positions as in training, predict patches in batches, stitch the full object. "
-        "Writes reconstruction.npz, amplitude/phase TIFF and PNG, metrics.json when the data "
-        "hold a ground truth, inference.json.", (InferInputs, InferOptions), _infer,
-    ),
-    Command(
-        "reconstruct", "reconstruct a scan: network prediction (optional), then physics refinement",
-        "The one command for a scan. With --model: the network's prediction, refined through the "
-        "forward model. Without: the prediction of a shipped pretrained network made for the "
-        "scan's probe, if there is one (--no-pretrained: never), else a flat object, optionally "
-        "after a short training on the scan (--train-first). Writes the outputs of infer plus "
-        "the refined probe and positions (in reconstruction.npz), the loss curve (loss.json, "
-        "loss.png) and reconstruct.json.", (ReconstructInputs, ReconstructOptions), _reconstruct,
-    ),
-    Command(
-        "evaluate", "judge a reconstruction against a ground truth and/or its data",
-        "With --ground-truth: aligned metrics (MAE, PSNR and SSIM with an explicit data range, "
-        "Pearson, FRC with the 1/2-bit threshold) for amplitude and phase, metrics.json and "
-        "comparison.png. With --data: the Poisson NLL and deviance of the data under the "
-        "reconstruction, and with --half-scan-seconds the FRC of even/odd half-scan "
-        "reconstructions.", (EvaluateInputs, EvaluateOptions), _evaluate,
-    ),
-    Command(
-        "watch", "reconstruct a scan while it is being written",
-        "Follow a growing HDF5/CXI file (SWMR, written by e.g. simulate --stream-to) or a folder "
-        "receiving .npz frame files; predict each frame with the network and stitch it into a "
-        "running mosaic at once (with --refine, refine the recent region through the physics in "
-        "the background). Every --update-seconds: phase.png, amplitude.png, reconstruction.npz "
-        "and a self-refreshing live.html, and one status line. Ends when the writer marks the "
-        "scan complete, after --frames, or after --idle-timeout without a frame; then a final "
-        "reconstruct of the received scan writes the usual outputs into OUTPUT_DIR/final.",
-        (WatchInputs, WatchOptions), _watch,
-    ),
-    Command(
-        "example", "run the built-in example end to end",
-        "Simulate a scan, write NPZ and CXI, inspect them, train the network briefly, reconstruct "
-        "the scan and write pictures and metrics.", (ExampleInputs, ExampleOptions), _example,
-    ),
+    Command("simulate", "simulate a scan and write it as NPZ or CXI",
+            (jobs.SimulateOptions, jobs.SimulationConfig), _simulate, writes_folder=False),
+    Command("inspect", "show what a scan file or model bundle holds and what is wrong with it",
+            (jobs.InspectInputs, jobs.InspectOptions), _inspect, writes_folder=False),
+    Command("train", "train the physics-informed network on a scan",
+            (jobs.TrainInputs, jobs.RunConfig), _train),
+    Command("pretrain", "pretrain a network for a probe on a corpus simulated on the fly",
+            (jobs.PretrainConfig, jobs.TrainInputs, jobs.RunConfig), _pretrain, scan_data=False,
+            about="Train one network per beamline set-up: many simulated objects (classes, phase ranges, "
+            "absorption, photon counts, scan steps) through the given probe, never written to disk; "
+            "validation on a fixed held-out set; the usual bundle at the end. One epoch is "
+            "--samples-per-epoch items; stop with --epochs, --time-budget or --max-steps. The loss "
+            "defaults to supervised (the corpus knows its objects).",
+            help_overrides=(
+                ("config", "YAML or JSON file with model/training/execution sections"),
+                ("resume", "continue from a checkpoint (like train)"),
+                ("init_from", "start from a bundle's network weights: the same architecture, or an fno "
+                              "bundle as the encoder of --generator unrolled"),
+            )),
+    Command("infer", "reconstruct a scan with a trained model bundle",
+            (jobs.InferInputs, jobs.InferOptions), _infer),
+    Command("reconstruct", "reconstruct a scan: network prediction (optional), then physics refinement",
+            (jobs.ReconstructInputs, jobs.ReconstructOptions), _reconstruct),
+    Command("evaluate", "judge a reconstruction against a ground truth and/or its data",
+            (jobs.EvaluateInputs, jobs.EvaluateOptions), _evaluate),
+    Command("watch", "reconstruct a scan while it is being written",
+            (jobs.WatchInputs, jobs.WatchOptions), _watch),
+    Command("example", "run the built-in example end to end",
+            (jobs.ExampleInputs, jobs.ExampleOptions), _example),
 )  # fmt: skip

@@ -17,7 +17,26 @@ import dataclasses
 import math
 from collections.abc import Iterable
 
-from ..workflows import field_kinds, help_with_default, option_choices, plugin_options_class
+from ..workflows import field_kinds, format_number, option_choices, plugin_options_class
+
+
+def help_with_default(field: dataclasses.Field) -> str:
+    """The field's help followed by its default, read from the field (never repeated by hand)."""
+    text = field.metadata.get("help", "")
+    shown = field.metadata.get("default_text")
+    if callable(shown):  # a text made when asked (from a registry's plugins)
+        shown = shown()
+    if shown is None and field.default is not dataclasses.MISSING and field.default is not None:
+        value = field.default
+        if isinstance(value, bool):
+            shown = "on" if value else "off"
+        elif isinstance(value, float):
+            shown = f"{value:g}"
+        elif isinstance(value, tuple):
+            shown = " ".join(format_number(v) if isinstance(v, float) else str(v) for v in value)
+        else:
+            shown = str(value)
+    return f"{text} (default {shown})" if shown else text
 
 
 def bounded(kind: type, minimum: float | None = None, exclusive: bool = False):

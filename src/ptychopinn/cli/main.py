@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 
 from .. import __version__
-from ..workflows import BundleError, ScanFileError, ScanValidationError
+from ..workflows import BundleError, ScanFileError, ScanValidationError, quiet_lightning
 from .commands import COMMANDS, EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, Command
 from .flags import add_option_flags, given_sections
 
@@ -71,14 +71,6 @@ def _show_note(message, category, filename, lineno, file=None, line=None) -> Non
     print(f"{kind}: {message}", file=sys.stderr)
 
 
-#: Lightning warnings that say nothing about the user's run (regular expressions).
-_LIGHTNING_NOISE = (
-    r".*smaller than the logging interval.*",
-    r".*does not have many workers.*",
-    r".*LeafSpec.*is deprecated.*",
-    r".*Checkpoint directory .* exists and is not empty.*",
-    r".*You defined a `validation_step` but have no `val_dataloader`.*",
-)
 _WRITES_A_FOLDER = tuple(command.name for command in COMMANDS if command.writes_folder)
 _BY_NAME = {command.name: command for command in COMMANDS}
 _BAD_INPUT = (ScanFileError, ScanValidationError, BundleError, ValueError, RecursionError)
@@ -114,14 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _finish_parser(parser)
     args = parser.parse_args(argv)
     _show_package_log()
-    # Lightning's per-run banners (accelerator lines, adverts) are not the user's business
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_lightning():
             # the package's notes (what a reader detected, masked, calibrated) as one line each
             warnings.showwarning = _show_note
-            for noise in _LIGHTNING_NOISE:
-                warnings.filterwarnings("ignore", message=noise)
             values = {"overwrite": False, **vars(args)}
             return _BY_NAME[args.command].run(values)
     except KeyboardInterrupt:

@@ -1,20 +1,18 @@
 """User-level jobs composed from the rest of the package; the CLI calls only these."""
 
+from ..common import ACCELERATORS, DeviceOptions, output_dir_option
 from ..config import (
-    ACCELERATORS,
     LOGGERS,
     LOSSES,
     PROBE_CALIBRATIONS,
     SCHEDULERS,
     STRATEGIES,
     DataConfig,
-    DeviceOptions,
     ExecutionConfig,
     ModelConfig,
     RunConfig,
     TrainingConfig,
     load_run_config,
-    output_dir_option,
 )
 from ..data import CorpusConfig
 from ..io import BundleError, FileReport, ScanFileError, ScanValidationError
@@ -22,7 +20,7 @@ from ..models import list_generators
 from ..options import (
     Options,
     field_kinds,
-    help_with_default,
+    format_number,
     option,
     option_choices,
     option_fields,
@@ -42,6 +40,7 @@ from .evaluation import EvaluateInputs, EvaluateOptions, evaluate
 from .example import ExampleInputs, ExampleOptions, run_example
 from .figures import plot_scan_overview
 from .inference import InferInputs, InferOptions, LoaderOptions, infer, predict_object
+from .lightning_runs import quiet_lightning
 from .live import WatchInputs, WatchOptions, watch
 from .pretraining import PretrainConfig, pretrain
 from .reconstruction import ReconstructInputs, ReconstructOptions, reconstruct, reconstruct_scan
@@ -72,8 +71,9 @@ __all__ = [
     "stream_to_file",
     "watch",
     "watch_scan",
-    "help_with_default",
+    "format_number",
     "DeviceOptions",
+    "quiet_lightning",
     "EvaluateInputs",
     "ExampleInputs",
     "InferInputs",

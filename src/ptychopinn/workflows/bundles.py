@@ -11,7 +11,8 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..config import RunConfig, photons_option
+from ..common import photons_option
+from ..config import RunConfig
 from ..io import BundleError, FileReport, read_bundle, write_bundle
 from ..io import inspect_file as inspect_io
 from ..models import PINNModule, build_module
@@ -160,7 +161,8 @@ def inspect_file(path: str | os.PathLike, options: InspectOptions | None = None)
 
 @dataclass(frozen=True)
 class InspectInputs(Options):
-    """``inspect``'s inputs."""
+    """Read scan files, check every value, report contents and problems. Exits 2 when any
+    file has a problem."""
 
     section = "inspect"
     files: tuple[str, ...] = option(

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import output_dir_option
+from ..common import output_dir_option
 from ..evaluation import FRCResult, ObjectComparison, compare_objects, fourier_ring_correlation
 from ..io import Scan, ScanFileError, ScanValidationError, read_scan, write_json
 from ..io.reconstruction import read_reconstruction
@@ -307,7 +307,11 @@ def evaluate(
 
 @dataclass(frozen=True)
 class EvaluateInputs(Options):
-    """``evaluate``'s inputs: the reconstruction and the output folder."""
+    """With --ground-truth: aligned metrics (MAE, PSNR and SSIM with an explicit data range,
+    Pearson, FRC with the 1/2-bit threshold) for amplitude and phase, metrics.json and
+    comparison.png. With --data: the Poisson NLL and deviance of the data under the
+    reconstruction, and with --half-scan-seconds the FRC of even/odd half-scan
+    reconstructions."""
 
     section = "evaluate"
     reconstruction: str = option(

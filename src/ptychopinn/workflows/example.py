@@ -13,7 +13,8 @@ import os
 import sys
 from dataclasses import dataclass
 
-from ..config import load_run_config, output_dir_option
+from ..common import output_dir_option
+from ..config import load_run_config
 from ..io import read_scan
 from ..options import Options, option
 from ..refine import RefinementConfig
@@ -144,7 +145,8 @@ def _log_comparison(log, label: str, comparison) -> None:
 
 @dataclass(frozen=True)
 class ExampleInputs(Options):
-    """``example``'s output folder."""
+    """Simulate a scan, write NPZ and CXI, inspect them, train the network briefly,
+    reconstruct the scan and write pictures and metrics."""
 
     section = "example"
     output_dir: str = output_dir_option("folder for the outputs", default="example-output")

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import DeviceOptions, RunConfig, output_dir_option, photons_option, progress_option
+from ..common import DeviceOptions, output_dir_option, photons_option, progress_option
+from ..config import RunConfig
 from ..data import GroupedDiffraction, group_positions, holdout_mask, input_scale, make_dataloader
 from ..data.binning import bin_scan
 from ..io import Scan, read_scan, write_json
@@ -376,7 +377,9 @@ def infer(
 
 @dataclass(frozen=True)
 class InferInputs(Options):
-    """``infer``'s inputs: the bundle, the scan and the output folder."""
+    """Group positions as in training, predict patches in batches, stitch the full object.
+    Writes reconstruction.npz, amplitude/phase TIFF and PNG, metrics.json when the data hold
+    a ground truth, inference.json."""
 
     section = "infer"
     model: str = option(

@@ -8,9 +8,12 @@ checkpoint of the same folder's run, and what a finished Trainer says (metrics, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import warnings
 import zipfile
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,26 @@ from .run_folder import AtomicCheckpointIO
 from .signals import GracefulStop
 
 log = logging.getLogger("ptychopinn")
+
+#: Lightning warnings that say nothing about the user's run (regular expressions).
+LIGHTNING_NOISE = (
+    r".*smaller than the logging interval.*",
+    r".*does not have many workers.*",
+    r".*LeafSpec.*is deprecated.*",
+    r".*Checkpoint directory .* exists and is not empty.*",
+    r".*You defined a `validation_step` but have no `val_dataloader`.*",
+)
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Within: Lightning's per-run banners (accelerator lines, adverts) and the warnings of
+    :data:`LIGHTNING_NOISE` are not shown; they say nothing about the user's run."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        for noise in LIGHTNING_NOISE:
+            warnings.filterwarnings("ignore", message=noise)
+        yield
 
 
 def build_logger(execution: ExecutionConfig, output_dir: Path):

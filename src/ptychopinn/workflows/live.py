@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import ACCELERATORS, DeviceOptions, output_dir_option
+from ..common import ACCELERATORS, DeviceOptions, output_dir_option
 from ..io import write_npz
 from ..models.batching import padded
 from ..options import Options, option
@@ -414,7 +414,13 @@ LiveMosaic = GrowingStitcher
 
 @dataclass(frozen=True)
 class WatchInputs(Options):
-    """``watch``'s inputs: the growing source and the output folder."""
+    """Follow a growing HDF5/CXI file (SWMR, written by e.g. simulate --stream-to) or a folder
+    receiving .npz frame files; predict each frame with the network and stitch it into a
+    running mosaic at once (with --refine, refine the recent region through the physics in
+    the background). Every --update-seconds: phase.png, amplitude.png, reconstruction.npz and
+    a self-refreshing live.html, and one status line. Ends when the writer marks the scan
+    complete, after --frames, or after --idle-timeout without a frame; then a final
+    reconstruct of the received scan writes the usual outputs into OUTPUT_DIR/final."""
 
     section = "watch"
     source: str = option(

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..config import DeviceOptions, load_run_config, output_dir_option, photons_option, progress_option
+from ..common import DeviceOptions, output_dir_option, photons_option, progress_option
+from ..config import load_run_config
 from ..io import Scan, read_scan, write_scan
 from ..options import Options, option
 from ..physics import canvas_shape
@@ -340,7 +341,12 @@ def reconstruct(
 
 @dataclass(frozen=True)
 class ReconstructInputs(Options):
-    """``reconstruct``'s inputs: the scan and the output folder."""
+    """The one command for a scan. With --model: the network's prediction, refined through
+    the forward model. Without: the prediction of a shipped pretrained network made for the
+    scan's probe, if there is one (--no-pretrained: never), else a flat object, optionally
+    after a short training on the scan (--train-first). Writes the outputs of infer plus the
+    refined probe and positions (in reconstruction.npz), the loss curve (loss.json, loss.png)
+    and reconstruct.json."""
 
     section = "reconstruct"
     data: str = option(

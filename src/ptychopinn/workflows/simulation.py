@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..config import progress_option
+from ..common import progress_option
 from ..io import Scan, format_for_output, read_scan, write_scan
 from ..io.stream import StreamWriter
 from ..options import Options, option
@@ -17,7 +17,9 @@ from ..simulate import SimulationConfig, simulate_scan
 
 @dataclass(frozen=True)
 class SimulateOptions(Options):
-    """Where ``simulate`` writes: a file at once, or a growing file frame by frame."""
+    """Simulate a ptychographic scan (ground truth included) and write it as NPZ or CXI, at
+    once (``--output``) or frame by frame into a growing CXI file as a detector would
+    (``--stream-to``; ``ptychopinn watch`` follows it). What is simulated: the flags below."""
 
     section = "simulate"
     output: str | None = option(

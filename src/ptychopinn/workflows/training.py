@@ -19,7 +19,8 @@ import lightning as L
 import numpy as np
 import torch
 
-from ..config import RunConfig, output_dir_option
+from ..common import output_dir_option
+from ..config import RunConfig
 from ..data import (
     GroupedDiffraction,
     group_positions,
@@ -365,7 +366,9 @@ def _write_outputs(
 
 @dataclass(frozen=True)
 class TrainInputs(Options):
-    """``train``'s and ``pretrain``'s output folder, configuration file and checkpoint."""
+    """Self-supervised training through the forward model. Precedence: defaults < --config
+    file < flags. Writes config.yaml, checkpoints/, logs and training_summary.json to
+    --output-dir."""
 
     section = "train"
     output_dir: str = output_dir_option("folder for all outputs")
