@@ -36,7 +36,9 @@ def help_with_default(field: dataclasses.Field) -> str:
             shown = " ".join(format_number(v) if isinstance(v, float) else str(v) for v in value)
         else:
             shown = str(value)
-    return f"{text} (default {shown})" if shown else text
+    if not shown:
+        return text
+    return f"{text} (default: {shown})" if " " in str(shown) else f"{text} (default {shown})"
 
 
 def bounded(kind: type, minimum: float | None = None, exclusive: bool = False):
