@@ -21,7 +21,7 @@ from ptychopinn.config import ModelConfig, RunConfig
 from ptychopinn.io import detect_format, inspect_file, read_scan, write_scan
 from ptychopinn.models import build_module
 from ptychopinn.refine import RefinementConfig
-from ptychopinn.registry import GENERATORS, SCAN_FORMATS, SOLVERS, Registry
+from ptychopinn.registry import FORWARD_MODELS, GENERATORS, SCAN_FORMATS, SOLVERS, Registry
 from ptychopinn.simulate import SimulationConfig, simulate_scan
 from ptychopinn.workflows import load_model_bundle, save_model_bundle
 
@@ -250,7 +250,10 @@ def test_discovery_imports_every_module_of_the_package(tmp_path, monkeypatch):
             sys.modules.pop(name, None)
 
 
-@pytest.mark.parametrize("registry", [GENERATORS, SOLVERS, SCAN_FORMATS], ids=lambda r: r.kind)
+ALL_REGISTRIES = [GENERATORS, SOLVERS, SCAN_FORMATS, FORWARD_MODELS]
+
+
+@pytest.mark.parametrize("registry", ALL_REGISTRIES, ids=lambda r: r.kind)
 def test_every_registry_finds_its_plugins_by_itself(registry):
     """A fresh interpreter asks each registry for its names before importing any plugin."""
     import subprocess
@@ -263,3 +266,53 @@ def test_every_registry_finds_its_plugins_by_itself(registry):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert tuple(done.stdout.strip().split(",")) == registry.names()
+
+
+FORWARD_MODEL = """
+    from dataclasses import dataclass
+
+    from ptychopinn.options import Options, option
+    from ptychopinn.physics import far_field, far_field_inverse
+    from ptychopinn.physics.forward_models import ForwardModel, register_forward_model
+
+
+    @dataclass(frozen=True)
+    class FilteredOptions(Options):
+        section = "filtered"
+        transmission: float = option(1.0, "amplitude transmission of a filter before the detector",
+                                     flags=("--transmission",), minimum=0.0, maximum=1.0,
+                                     exclusive_minimum=True)
+
+
+    @register_forward_model("filtered")
+    class Filtered(ForwardModel):
+        # the far field through a grey filter: counts times transmission squared
+        options = FilteredOptions
+        unitary = False
+
+        def propagate(self, waves):
+            return self.settings.transmission * far_field(waves)
+
+        def adjoint(self, waves):
+            return self.settings.transmission * far_field_inverse(waves)
+"""
+
+
+def test_a_forward_model_with_an_option_of_its_own_is_one_file(plugin, tmp_path, capsys):
+    plugin("filtered_model", FORWARD_MODEL, FORWARD_MODELS, "filtered")
+    assert "filtered" in FORWARD_MODELS.names()
+    chosen = RefinementConfig(forward_model="filtered", forward_model_options={"transmission": 0.5})
+    assert chosen.forward_settings().transmission == 0.5
+    with pytest.raises(ValueError, match="filtered.transmission = 0.0: must be > 0"):
+        RefinementConfig(forward_model="filtered", forward_model_options={"transmission": 0.0})
+    text = _help("reconstruct", capsys)
+    assert "--forward-model.transmission" in text and "filtered" in text
+    scan = simulate_scan(SimulationConfig(pattern_size=16, n_positions=16, step_px=3.0, seed=4))
+    write_scan(scan, tmp_path / "scan.npz")
+    code = main(["reconstruct", str(tmp_path / "scan.npz"), "--output-dir", str(tmp_path / "out"),
+                 "--forward-model", "filtered", "--forward-model.transmission", "0.5", "--epochs", "2",
+                 "--no-pretrained", "--accelerator", "cpu", "--quiet"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((tmp_path / "out" / "reconstruct.json").read_text())
+    assert record["refinement"]["forward_model_options"] == {"transmission": 0.5}
+    assert record["forward_model"] == {"name": "filtered", "transmission": 0.5}

@@ -1,4 +1,4 @@
-"""One registry shape for every kind of plugin: generators, solvers, scan formats.
+"""One registry shape for every kind of plugin: generators, solvers, scan formats, forward models.
 
 A plugin is one file in its kind's package that registers itself at import::
 
@@ -185,5 +185,11 @@ GENERATORS: Registry[Any] = Registry("generator", "ptychopinn.models.generators"
 SOLVERS: Registry[Any] = Registry("solver", "ptychopinn.refine.solvers", check=_solver_check)
 #: scan file formats (``io/<name>.py``)
 SCAN_FORMATS: Registry[Any] = Registry("scan format", "ptychopinn.io")
+#: forward models, exit wave to detector (``physics/forward_models/<name>.py``)
+FORWARD_MODELS: Registry[Any] = Registry(
+    "forward model", "ptychopinn.physics.forward_models", check=_is_identifier("forward model")
+)
 
-REGISTRIES = {"generator": GENERATORS, "solver": SOLVERS, "scan format": SCAN_FORMATS}
+REGISTRIES = {
+    "generator": GENERATORS, "solver": SOLVERS, "scan format": SCAN_FORMATS, "forward model": FORWARD_MODELS,
+}  # fmt: skip

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..physics import as_probe_modes, canvas_shape
+from ..physics.forward_models import Geometry, build_forward_model
 from .loop import RefinementProgress, run_epochs
 from .options import RefinementConfig
 from .problem import RefinementProblem, calibration_factor, start_probe
@@ -133,6 +134,7 @@ def refine_object(
     device: torch.device | str = "cpu",
     callback: Callable[[RefinementProgress], None] | None = None,
     remove_ramp: bool | None = None,
+    geometry: Geometry | None = None,
 ) -> RefinementResult:
     """Refine an object (and optionally the probe, positions, background) against counts.
 
@@ -158,6 +160,9 @@ def refine_object(
         Take the linear phase ramp (weighted by the illumination) off the returned object
         and give it to the returned probe (:func:`remove_phase_ramp`). Default: when the
         probe is refined (with a known probe a ramp is the sample's, not an ambiguity).
+    geometry : Geometry, optional
+        The wavelength and object pixel size, for a forward model that needs them
+        (``config.forward_model`` ``near_field``); the far field needs none.
 
     Returns
     -------
@@ -201,14 +206,15 @@ def refine_object(
     obj = obj.to(device)
     mask_t = None if mask is None else torch.as_tensor(mask, dtype=torch.bool).to(device)
 
+    forward = build_forward_model(config.forward_model, config.forward_settings(), geometry)
     scale = 1.0
     if config.calibrate_probe:
-        scale = calibration_factor(counts_t, positions_t, probe_t, obj, mask_t)
+        scale = calibration_factor(counts_t, positions_t, probe_t, obj, mask_t, forward)
         probe_t = probe_t * scale
     probe_t = start_probe(probe_t, config)
     if config.batch_size is None:  # the solver decides from the data (the preconditioned one: by dose)
         config = dataclasses.replace(config, batch_size=SOLVERS[config.optimizer].batch_size_for(counts_t))
-    problem = RefinementProblem(counts_t, positions_t, probe_t, obj, mask_t, config).to(device)
+    problem = RefinementProblem(counts_t, positions_t, probe_t, obj, mask_t, config, forward).to(device)
     generator = torch.Generator().manual_seed(config.seed)
     solver = SOLVERS[config.optimizer](problem, config, generator)
     history, stop_reason = run_epochs(problem, solver, config, started, callback)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..options import Options, option
-from ..registry import SOLVERS
+from ..registry import FORWARD_MODELS, SOLVERS
 
 PARAMETERIZATIONS = ("complex", "amplitude_phase")
 REFINE_LOSSES = ("poisson", "gaussian", "amplitude_mae")
@@ -125,6 +125,11 @@ class RefinementConfig(Options):
     solver_options : dict
         The chosen solver's own options, by name (the fields of its ``options`` class, e.g.
         the preconditioned solver's ``momentum``); the solver's defaults for the rest.
+    forward_model : str
+        How the exit wave reaches the detector: a registered forward model
+        (:mod:`ptychopinn.physics.forward_models`: ``far_field``, ``near_field``).
+    forward_model_options : dict
+        Its own options (``near_field``: ``distance_m``, ``focus_to_sample_m``).
     """
 
     section = "refinement"
@@ -204,9 +209,19 @@ class RefinementConfig(Options):
         help="the chosen solver's own options (its Options class; none: its defaults)",
         flags=("--solver",), plugins=SOLVERS, group="solver options",
     )  # fmt: skip
+    forward_model: str = option(
+        "far_field", "how the exit wave reaches the detector (near_field: Fresnel over "
+        "--forward-model.distance-m)", flags=("--forward-model",), choices=FORWARD_MODELS,
+        group="forward model",
+    )  # fmt: skip
+    forward_model_options: dict[str, Any] = option(
+        help="the forward model's own options", flags=("--forward-model",), plugins=FORWARD_MODELS,
+        group="forward model",
+    )  # fmt: skip
 
     def check(self) -> None:
         self.solver_settings()  # the chosen solver takes these options, with valid values
+        self.forward_settings()  # and the forward model these
         if self.probe_modes is not None and not self.refine_probe:
             self.fail("probe_modes", "adding probe modes needs refine_probe = True")
         if self.solver_name() == "preconditioned":
@@ -223,6 +238,10 @@ class RefinementConfig(Options):
             return self.optimizer
         return "preconditioned" if self.refine_probe else "lbfgs"
 
+    def forward_settings(self) -> Options:
+        """The chosen forward model's own options, from ``forward_model_options``."""
+        return self.plugin_options("forward_model_options", self.forward_model)
+
     def solver_settings(self) -> Options:
         """The chosen solver's own options (its ``options`` class), from ``solver_options``."""
         return self.plugin_options("solver_options", self.solver_name())
@@ -236,4 +255,7 @@ class RefinementConfig(Options):
         name = self.solver_name()
         changes = {key: value for key, value in SOLVERS[name].defaults.items() if getattr(self, key) is None}
         own = self.solver_settings().to_dict()
-        return dataclasses.replace(self, optimizer=name, solver_options=own, **changes)
+        forward = self.forward_settings().to_dict()
+        return dataclasses.replace(
+            self, optimizer=name, solver_options=own, forward_model_options=forward, **changes
+        )

@@ -20,13 +20,13 @@ from ..physics import (
     add_probe_modes,
     amplitude_mae,
     apply_probe_support,
-    diffraction_intensity,
     extract_patches,
     orthogonalize_modes,
     poisson_deviance,
     probe_weight,
     scatter_patches,
 )
+from ..physics.forward_models import ForwardModel, build_forward_model
 from .options import RefinementConfig
 
 
@@ -78,6 +78,8 @@ class RefinementProblem(torch.nn.Module):
         Boolean ``(N, N)``, True where valid.
     config : RefinementConfig
         Resolved options (no ``None`` left for solver-decided fields).
+    forward : ForwardModel, optional
+        How the exit waves reach the detector (default: the far field).
     """
 
     def __init__(
@@ -88,9 +90,11 @@ class RefinementProblem(torch.nn.Module):
         initial_object: torch.Tensor,
         mask: torch.Tensor | None,
         config: RefinementConfig,
+        forward: ForwardModel | None = None,
     ):
         super().__init__()
         self.config = config
+        self.forward_model = forward if forward is not None else build_forward_model("far_field")
         self.counts = counts
         self.amplitudes = counts.clamp_min(0).sqrt()
         self.positions = positions
@@ -157,7 +161,7 @@ class RefinementProblem(torch.nn.Module):
         """Object patches ``(b, N, N)`` and expected counts ``(b, N, N)`` for some positions."""
         where = self.corrected_positions(index)
         patches = extract_patches(self.object()[None], where[None], self.size)[0]
-        predicted = diffraction_intensity(patches, self.probe())
+        predicted = self.forward_model.intensity(patches, self.probe())
         if self.config.refine_background:
             predicted = predicted + self.background_counts()
         return patches, predicted
@@ -227,6 +231,7 @@ def calibration_factor(
     probe: torch.Tensor,
     obj: torch.Tensor,
     mask: torch.Tensor | None,
+    forward: ForwardModel | None = None,
     sample: int = 64,
 ) -> float:
     """Amplitude factor for the probe so the starting object predicts the measured counts.
@@ -238,7 +243,8 @@ def calibration_factor(
     n = counts.shape[0]
     index = torch.linspace(0, n - 1, min(n, sample), device=counts.device).round().long().unique()
     patches = extract_patches(obj[None], positions[index][None], counts.shape[-1])[0]
-    predicted = diffraction_intensity(patches, probe).double()
+    forward = forward if forward is not None else build_forward_model("far_field")
+    predicted = forward.intensity(patches, probe).double()
     measured = counts[index].double()
     if mask is not None:
         predicted, measured = predicted * mask, measured * mask

@@ -77,6 +77,7 @@ def write_reconstruct_outputs(
         "device": device,
         "options": options.to_dict(),
         "refinement": refinement.resolved().to_dict(),
+        "forward_model": result.forward_model,
         "batch_size_used": refined.batch_size,
         "probe_calibration_factor": refined.probe_scale,
         "phase_ramp_removed_rad_per_px": list(refined.phase_ramp),

@@ -26,6 +26,7 @@ from ..config import load_run_config
 from ..io import Scan, read_scan, write_scan
 from ..options import Options, option
 from ..physics import canvas_shape
+from ..physics.forward_models import FORWARD_MODELS, Geometry, build_forward_model
 from ..refine import (
     RefinementConfig,
     RefinementProgress,
@@ -215,10 +216,32 @@ def reconstruct_scan(
     )  # fmt: skip
     comparison = compare_to_truth(obj, scan.object, refined.illumination, pixel_size_m=scan.pixel_size_m())
     timings["total_s"] = time.perf_counter() - started
+    forward = build_forward_model(refinement.forward_model, refinement.forward_settings(),
+                                  scan_geometry(scan, refinement))  # fmt: skip
     return ReconstructResult(
         reconstruction=result_object, refinement=refined, comparison=comparison, start=start,
         timings=timings, initial_comparison=initial_comparison, model=os.fspath(bundle) if bundle else None,
+        forward_model=forward.describe(),
     )  # fmt: skip
+
+
+def scan_geometry(scan: Scan, refinement: RefinementConfig) -> Geometry:
+    """The wavelength and object pixel of a scan, for the forward model the refinement uses.
+
+    The object pixel is the scan's stored one, else the one the forward model gives its
+    detector (the far field: ``lambda z / (N p)``; the near field: the detector pixel over the
+    magnification); None where the scan does not say enough.
+    """
+    meta = scan.metadata
+    pixel = meta.object_pixel_size_m
+    known = None not in (meta.wavelength_m, meta.detector_distance_m, meta.detector_pixel_size_m)
+    if pixel is None and known:
+        model = FORWARD_MODELS.get(refinement.forward_model)
+        pixel = model.object_pixel_size_m(
+            refinement.forward_settings(), meta.wavelength_m, meta.detector_distance_m, scan.pattern_size,
+            meta.detector_pixel_size_m,
+        )  # fmt: skip
+    return Geometry(wavelength_m=meta.wavelength_m, pixel_size_m=pixel)
 
 
 def _refine_with_progress(
@@ -248,7 +271,7 @@ def _refine_with_progress(
     try:
         return refine_object(
             scan.diffraction, scan.positions, scan.probe_modes, initial, mask=scan.mask,
-            config=refinement, device=device, callback=report,
+            config=refinement, device=device, callback=report, geometry=scan_geometry(scan, refinement),
         )  # fmt: skip
     finally:
         bar.close()

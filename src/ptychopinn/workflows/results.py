@@ -71,6 +71,9 @@ class ReconstructResult:
     files: dict[str, Path] = field(default_factory=dict)
     initial_comparison: ObjectComparison | None = None
     model: str | None = None  # the bundle that gave the starting object
+    #: the forward model refined through: its name, options and what follows from them
+    #: (a near field's magnification and effective distance)
+    forward_model: dict | None = None
 
 
 @dataclass
