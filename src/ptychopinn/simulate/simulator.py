@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,8 +12,9 @@ from tqdm.auto import tqdm
 
 from ..io import Scan, ScanMetadata
 from ..options import Options, option
-from ..physics import diffraction_intensity, extract_patches
-from ..units import energy_ev_to_wavelength_m, object_pixel_size_m
+from ..physics import extract_patches
+from ..physics.forward_models import FORWARD_MODELS, ForwardModel, Geometry, build_forward_model
+from ..units import energy_ev_to_wavelength_m
 from .objects import OBJECT_KINDS, make_object
 from .probes import PROBE_KINDS, focused_probe, gaussian_probe, probe_from_file
 from .scans import SCAN_KINDS, make_positions
@@ -59,6 +61,10 @@ class SimulationConfig(Options):
         Object pixels beyond the outermost patches.
     include_patches : bool
         Also store the ground-truth object patch of every position (``Y`` in NPZ files).
+    forward_model : str
+        How the exit wave reaches the detector (:mod:`ptychopinn.physics.forward_models`:
+        ``far_field``, ``near_field``), with its own ``forward_model_options`` (the near
+        field's ``distance_m`` and ``focus_to_sample_m``); it also sets the object pixel.
     seed : int
         Fixes the object, the trajectory and the noise.
     batch_size : int
@@ -127,10 +133,19 @@ class SimulationConfig(Options):
         False, "also store the ground-truth patch of every position (Y)", flags=("--include-patches",),
         group="scan",
     )  # fmt: skip
+    forward_model: str = option(
+        "far_field", "how the exit wave reaches the detector", flags=("--forward-model",),
+        choices=FORWARD_MODELS, group="geometry (SI)",
+    )  # fmt: skip
+    forward_model_options: dict[str, Any] = option(
+        help="the forward model's own options", flags=("--forward-model",), plugins=FORWARD_MODELS,
+        group="geometry (SI)",
+    )  # fmt: skip
     seed: int = option(0, "fixes object, scan and noise", flags=("--seed",), minimum=0)
     batch_size: int = option(1024, "patterns simulated per vectorised block", minimum=1)
 
     def check(self) -> None:
+        self.forward_settings()  # the forward model takes these options
         if self.pattern_size % 2:
             self.fail("pattern_size", "must be even")
         if self.pattern_size > MAX_PATTERN_SIZE:
@@ -147,14 +162,22 @@ class SimulationConfig(Options):
     def wavelength_m(self) -> float:
         return energy_ev_to_wavelength_m(self.energy_ev)
 
+    def forward_settings(self) -> Options:
+        """The forward model's own options, from ``forward_model_options``."""
+        return self.plugin_options("forward_model_options", self.forward_model)
+
+    def forward(self) -> ForwardModel:
+        """The forward model the patterns are simulated through, for this geometry."""
+        geometry = Geometry(wavelength_m=self.wavelength_m, pixel_size_m=self.pixel_size_m)
+        return build_forward_model(self.forward_model, self.forward_settings(), geometry)
+
     @property
     def pixel_size_m(self) -> float:
-        return object_pixel_size_m(
-            self.wavelength_m,
-            self.detector_distance_m,
-            self.pattern_size,
+        """Object pixel (m): the far field's ``lambda z / (N p)``, the near field's ``p / M``."""
+        return FORWARD_MODELS.get(self.forward_model).object_pixel_size_m(
+            self.forward_settings(), self.wavelength_m, self.detector_distance_m, self.pattern_size,
             self.detector_pixel_size_m,
-        )
+        )  # fmt: skip
 
 
 def make_probe(config: SimulationConfig) -> np.ndarray:
@@ -205,9 +228,11 @@ class SimulatedPatterns:
         Detector mask: counts are zero where it is False (a beamstop).
     batch_size : int
         Patterns per vectorised forward-model call.
+    forward : ForwardModel, optional
+        How the exit waves reach the detector (default: the far field).
     """
 
-    def __init__(self, obj, probe, positions, noise_seed, mask=None, batch_size: int = 1024):
+    def __init__(self, obj, probe, positions, noise_seed, mask=None, batch_size: int = 1024, forward=None):
         size = probe.shape[-1]
         self.shape = (len(positions), size, size)
         self.dtype = np.dtype(np.float32)
@@ -217,6 +242,7 @@ class SimulatedPatterns:
         self._noise_seed = noise_seed
         self._mask = mask
         self._batch_size = batch_size
+        self._forward = forward if forward is not None else build_forward_model("far_field")
         self._cached: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -230,7 +256,7 @@ class SimulatedPatterns:
             for first in range(start, stop, self._batch_size):
                 last = min(first + self._batch_size, stop)
                 patches = extract_patches(self._obj, self._positions[None, first:last], size)[0]
-                out[first - start : last - start] = diffraction_intensity(patches, self._probe).numpy()
+                out[first - start : last - start] = self._forward.intensity(patches, self._probe).numpy()
         return out
 
     def _block(self, block: int) -> np.ndarray:
@@ -321,7 +347,8 @@ def simulate_scan(
     mask = beamstop_mask(size, config.beamstop_radius_px) if config.beamstop_radius_px > 0 else None
 
     # Calibrate: sum |P|^2 scaled so the mean expected total per pattern is the request.
-    unit = SimulatedPatterns(obj, probe, positions, None, None, config.batch_size)
+    forward = config.forward()
+    unit = SimulatedPatterns(obj, probe, positions, None, None, config.batch_size, forward)
     starts = range(0, config.n_positions, NOISE_BLOCK)
     show = progress if progress is not None else (None if len(starts) > 1 else False)
     total = 0.0
@@ -330,7 +357,7 @@ def simulate_scan(
     scale = config.photons_per_pattern / (total / config.n_positions)
     probe = (probe * np.sqrt(scale)).astype(np.complex64)
     source = SimulatedPatterns(
-        obj, probe, positions, noise_seed if config.noise else None, mask, config.batch_size
+        obj, probe, positions, noise_seed if config.noise else None, mask, config.batch_size, forward
     )
     if lazy:
         counts = source

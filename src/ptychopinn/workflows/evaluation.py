@@ -24,9 +24,11 @@ from ..io import Scan, ScanFileError, ScanValidationError, read_scan, write_json
 from ..io.reconstruction import read_reconstruction
 from ..io.safety import require_regular_file
 from ..options import Options, option
-from ..physics import diffraction_intensity, extract_patches, poisson_deviance, poisson_nll
+from ..physics import extract_patches, poisson_deviance, poisson_nll
+from ..physics.forward_models import ForwardModel, build_forward_model
 from ..refine import RefinementConfig, RefinementResult, refine_object
 from .figures import plot_comparison, plot_frc
+from .geometry import scan_forward_model, scan_geometry
 from .report import write_report
 from .results import EvaluationResult
 from .run_folder import claim_output_folder
@@ -100,13 +102,16 @@ def data_fidelity(
     mask: np.ndarray | None = None,
     batch_size: int = 256,
     background: np.ndarray | None = None,
+    forward: ForwardModel | None = None,
 ) -> dict[str, float]:
     """Poisson NLL and deviance (per pixel, averaged) of measured counts under a reconstruction.
 
     Also ``poisson_deviance_noise_floor``: the deviance a perfect model would show, that of
     Poisson draws from the predicted counts (seeded); a fit near it has nothing left to explain.
-    ``background``: an additive ``(N, N)`` background (counts) the reconstruction refined.
+    ``background``: an additive ``(N, N)`` background (counts) the reconstruction refined;
+    ``forward``: the forward model it was refined through (default: the far field).
     """
+    forward = forward if forward is not None else build_forward_model("far_field")
     obj_t = torch.from_numpy(obj.astype(np.complex64))[None]
     probe_t = torch.from_numpy(np.asarray(probe, np.complex64))
     mask_t = None if mask is None else torch.from_numpy(mask)
@@ -117,7 +122,7 @@ def data_fidelity(
         for start in range(0, len(counts), batch_size):
             stop = min(start + batch_size, len(counts))
             where = torch.from_numpy(positions[start:stop])[None]
-            predicted = diffraction_intensity(extract_patches(obj_t, where, size)[0], probe_t)
+            predicted = forward.intensity(extract_patches(obj_t, where, size)[0], probe_t)
             if background is not None:
                 predicted = predicted + torch.from_numpy(np.asarray(background, np.float32)).clamp_min(0)
             measured = torch.from_numpy(counts[start:stop])
@@ -162,7 +167,7 @@ def half_scan_frc(
         index = np.arange(parity, scan.n_patterns, 2)
         halves.append(refine_object(
             scan.diffraction[index], scan.positions[index], scan.probe_modes, mask=scan.mask,
-            config=config, device=device, remove_ramp=True,
+            config=config, device=device, remove_ramp=True, geometry=scan_geometry(scan, config),
         ))  # fmt: skip
     return frc_of_halves(halves[0], halves[1], scan.pixel_size_m())
 
@@ -282,11 +287,16 @@ def evaluate(
             positions = scan.positions
         probe = recon.probe if recon.probe is not None else scan.probe_modes
         metrics["data"] = os.fspath(data)
+        # the misfit through the model the reconstruction was refined through (its record)
+        recorded = _refinement_of(recon.path)
+        forward = scan_forward_model(scan, recorded if recorded is not None else RefinementConfig())
+        metrics["forward_model"] = forward.describe()
         metrics["data_fidelity"] = data_fidelity(
-            recon.object, probe, positions, scan.diffraction, scan.mask, background=recon.background
-        )
+            recon.object, probe, positions, scan.diffraction, scan.mask, background=recon.background,
+            forward=forward,
+        )  # fmt: skip
         if options.half_scan_seconds:
-            halves = half_scan_frc(scan, options.half_scan_seconds, refinement=_refinement_of(recon.path))
+            halves = half_scan_frc(scan, options.half_scan_seconds, refinement=recorded)
             metrics["half_scan_frc"] = {name: frc.to_dict() for name, frc in halves.items()}
             files["frc.png"] = out / "frc.png"
             plot_frc(halves, files["frc.png"], "even/odd half-scan FRC")

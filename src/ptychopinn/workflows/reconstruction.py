@@ -26,7 +26,6 @@ from ..config import load_run_config
 from ..io import Scan, read_scan, write_scan
 from ..options import Options, option
 from ..physics import canvas_shape
-from ..physics.forward_models import FORWARD_MODELS, Geometry, build_forward_model
 from ..refine import (
     RefinementConfig,
     RefinementProgress,
@@ -35,6 +34,7 @@ from ..refine import (
 )
 from .bundles import load_model_bundle, resolve_device
 from .evaluation import compare_to_truth
+from .geometry import scan_forward_model, scan_geometry
 from .inference import Reconstruction, predict_object
 from .outputs import check_product_metadata
 from .pretrained import matching_bundle
@@ -216,32 +216,12 @@ def reconstruct_scan(
     )  # fmt: skip
     comparison = compare_to_truth(obj, scan.object, refined.illumination, pixel_size_m=scan.pixel_size_m())
     timings["total_s"] = time.perf_counter() - started
-    forward = build_forward_model(refinement.forward_model, refinement.forward_settings(),
-                                  scan_geometry(scan, refinement))  # fmt: skip
+    forward = scan_forward_model(scan, refinement)
     return ReconstructResult(
         reconstruction=result_object, refinement=refined, comparison=comparison, start=start,
         timings=timings, initial_comparison=initial_comparison, model=os.fspath(bundle) if bundle else None,
         forward_model=forward.describe(),
     )  # fmt: skip
-
-
-def scan_geometry(scan: Scan, refinement: RefinementConfig) -> Geometry:
-    """The wavelength and object pixel of a scan, for the forward model the refinement uses.
-
-    The object pixel is the scan's stored one, else the one the forward model gives its
-    detector (the far field: ``lambda z / (N p)``; the near field: the detector pixel over the
-    magnification); None where the scan does not say enough.
-    """
-    meta = scan.metadata
-    pixel = meta.object_pixel_size_m
-    known = None not in (meta.wavelength_m, meta.detector_distance_m, meta.detector_pixel_size_m)
-    if pixel is None and known:
-        model = FORWARD_MODELS.get(refinement.forward_model)
-        pixel = model.object_pixel_size_m(
-            refinement.forward_settings(), meta.wavelength_m, meta.detector_distance_m, scan.pattern_size,
-            meta.detector_pixel_size_m,
-        )  # fmt: skip
-    return Geometry(wavelength_m=meta.wavelength_m, pixel_size_m=pixel)
 
 
 def _refine_with_progress(
