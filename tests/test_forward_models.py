@@ -187,3 +187,42 @@ def test_a_simulated_near_field_scan_is_fitted_by_its_model_and_not_by_the_far_f
     # evaluate's misfit of the stored object (zero outside its coverage, which near-field
     # propagation mixes into the lit pixels) is higher, 1.0; the far field cannot fit at all, 692
     assert far_fit["poisson_deviance"] > 100 * near_fit["poisson_deviance"], (near_fit, far_fit)
+
+
+def test_the_network_trains_through_the_chosen_model_and_its_bundle_carries_it(tmp_path, capsys):
+    """train's physics layer is the chosen model, with the geometry of the training scan; the
+    bundle carries both, so the loaded network predicts counts through the same physics."""
+    from ptychopinn.cli.main import main
+    from ptychopinn.config import ModelConfig
+    from ptychopinn.io import read_scan
+    from ptychopinn.workflows import load_model_bundle
+
+    scan_file = tmp_path / "hologram.npz"
+    near = ["--forward-model", "near_field", "--forward-model.distance-m", "0.014"]
+    assert main(["simulate", "-o", str(scan_file), "-N", "32", "--n-positions", "36", "--step", "4",
+                 "--probe", "gaussian", "--object", "grf", "--detector-pixel-size", "1e-6",
+                 "--photons", "1e6", "--seed", "3", *near]) == 0  # fmt: skip
+    run = tmp_path / "run"
+    assert main(["train", "--train-data", str(scan_file), "--output-dir", str(run), *near, "--epochs", "1",
+                 "--width", "4", "--depth", "1", "--modes", "4", "--batch-size", "8", "--logger", "none",
+                 "--accelerator", "cpu", "--no-progress-bar"]) == 0  # fmt: skip
+    capsys.readouterr()
+    loaded = load_model_bundle(run / "model.zip")
+    model = loaded.config.model
+    assert model.forward_model == "near_field" and model.forward_model_options == {"distance_m": 0.014}
+    scan = read_scan(scan_file)
+    assert model.wavelength_m == pytest.approx(scan.metadata.wavelength_m)
+    assert model.object_pixel_m == pytest.approx(1e-6)
+    detector = loaded.module.net.forward_model.detector
+    assert detector.name == "near_field" and detector.geometry.pixel_size_m == pytest.approx(1e-6)
+    patches = torch.ones(1, 1, 32, 32, dtype=torch.complex64)
+    probe = loaded.module.net.forward_model.probe
+    expected = _model("near_field").__class__(detector.geometry, detector.settings).intensity(patches, probe)
+    torch.testing.assert_close(loaded.module.net.forward_model(patches, torch.zeros(1, 1, 2))[1], expected)
+    # combinations the physics does not allow are refused with the reason
+    with pytest.raises(ValueError, match="unrolled generator's steps are far-field projections"):
+        ModelConfig(generator="unrolled", forward_model="near_field",
+                    forward_model_options={"distance_m": 1.0})  # fmt: skip
+    code = main(["pretrain", "--probe", "gaussian", "--output-dir", str(tmp_path / "pre"), *near,
+                 "--max-steps", "1"])  # fmt: skip
+    assert code == 2 and "far field only" in capsys.readouterr().err

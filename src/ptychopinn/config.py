@@ -26,7 +26,7 @@ from .common import (
     photons_option,
 )
 from .options import Options, option
-from .registry import GENERATORS
+from .registry import FORWARD_MODELS, GENERATORS
 
 PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 _PRECISION_ALIASES = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
@@ -170,6 +170,12 @@ class ModelConfig(Options):
         Merge window of the overlap constraint: ``probe`` (|P|^2 / max) or ``disk``.
     generator_options : dict
         The chosen generator's own options, by name (the fields of its ``options`` class).
+    forward_model : str
+        How the exit wave reaches the detector in the physics layer
+        (:mod:`ptychopinn.physics.forward_models`), with its ``forward_model_options``.
+    wavelength_m, object_pixel_m : float or None
+        The geometry a forward model other than the far field needs; ``train`` fills them
+        from the training scan, so the bundle carries them.
     """
 
     section = "model"
@@ -199,9 +205,28 @@ class ModelConfig(Options):
         help="the generator's own options (its Options class; none: its defaults)", flags=("--generator",),
         plugins=GENERATORS, group="generator options",
     )  # fmt: skip
+    forward_model: str = option(
+        "far_field", "how the exit wave reaches the detector in the network's physics layer",
+        flags=("--forward-model",), choices=FORWARD_MODELS,
+    )  # fmt: skip
+    forward_model_options: dict[str, Any] = option(
+        help="the forward model's own options", flags=("--forward-model",), plugins=FORWARD_MODELS,
+        group="forward model",
+    )  # fmt: skip
+    wavelength_m: float | None = option(
+        None, "wavelength for the forward model (m); train fills it from the scan", minimum=0.0,
+        exclusive_minimum=True,
+    )  # fmt: skip
+    object_pixel_m: float | None = option(
+        None, "object pixel for the forward model (m); train fills it from the scan", minimum=0.0,
+        exclusive_minimum=True,
+    )  # fmt: skip
 
     def check(self) -> None:
         self.plugin_options("generator_options", self.generator)  # the generator takes these
+        self.plugin_options("forward_model_options", self.forward_model)  # and the forward model these
+        if self.generator == "unrolled" and self.forward_model != "far_field":
+            self.fail("generator", "the unrolled generator's steps are far-field projections")
 
 
 @dataclass(frozen=True)

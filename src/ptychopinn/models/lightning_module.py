@@ -15,6 +15,7 @@ import torch
 
 from ..config import ModelConfig, RunConfig, TrainingConfig
 from ..physics import amplitude_mae, poisson_nll
+from ..physics.forward_models import Geometry, build_forward_model
 from .generators import build_generator
 from .pinn import ForwardModel, PtychoPINN
 
@@ -88,9 +89,12 @@ class PINNModule(L.LightningModule):
         if probe is None:
             probe = torch.zeros(probe_modes, size, size, dtype=torch.complex64)
         generator = build_generator(self.model_config, channels, size)
-        forward_model = ForwardModel(
-            probe, self.model_config.probe_trainable, self.model_config.overlap_window
-        )
+        config = self.model_config
+        detector = build_forward_model(
+            config.forward_model, config.plugin_options("forward_model_options", config.forward_model),
+            Geometry(wavelength_m=config.wavelength_m, pixel_size_m=config.object_pixel_m),
+        )  # fmt: skip
+        forward_model = ForwardModel(probe, config.probe_trainable, config.overlap_window, detector)
         self.net = PtychoPINN(generator, forward_model)
         self.register_buffer("input_scale", torch.tensor(float(input_scale), dtype=torch.float64))
         if has_mask and mask is None:  # rebuilt from a checkpoint: the state dict fills it

@@ -13,12 +13,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..physics import diffraction_intensity, disk_weight, enforce_overlap, probe_weight
+from ..physics import disk_weight, enforce_overlap, probe_weight
+from ..physics.forward_models import ForwardModel as Propagation
+from ..physics.forward_models import build_forward_model
 from .generators.base import Generator
 
 
 class ForwardModel(nn.Module):
-    """Probe illumination, overlap constraint and far-field detection for groups of patches.
+    """Probe illumination, overlap constraint and detection for groups of patches.
 
     Parameters
     ----------
@@ -28,10 +30,20 @@ class ForwardModel(nn.Module):
         Make the probe a parameter (probe refinement).
     overlap_window : {"probe", "disk"}
         Merge window: the probe intensity normalised to max 1, or a disk of radius N/4.
+    detector : physics forward model, optional
+        How the exit waves reach the detector
+        (:class:`ptychopinn.physics.forward_models.ForwardModel`; default: the far field).
     """
 
-    def __init__(self, probe: torch.Tensor, trainable: bool = False, overlap_window: str = "probe"):
+    def __init__(
+        self,
+        probe: torch.Tensor,
+        trainable: bool = False,
+        overlap_window: str = "probe",
+        detector: Propagation | None = None,
+    ):
         super().__init__()
+        self.detector = detector if detector is not None else build_forward_model("far_field")
         if probe.ndim == 2:
             probe = probe[None]
         # stored as real pairs so precision plugins and optimisers never see complex tensors
@@ -65,7 +77,7 @@ class ForwardModel(nn.Module):
         """Consistent patches and their expected counts, both ``(B, C, N, N)``."""
         with torch.autocast(device_type=patches.device.type, enabled=False):
             consistent = self.consistent_patches(patches.to(torch.complex64), offsets)
-            return consistent, diffraction_intensity(consistent, self.probe)
+            return consistent, self.detector.intensity(consistent, self.probe)
 
 
 class PtychoPINN(nn.Module):

@@ -27,7 +27,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from ..io import write_npz
 from ..models.batching import padded
 from ..options import Options, option
 from ..physics import GrowingStitcher, probe_weight
+from ..physics.forward_models import Geometry
 from ..refine import RefinementConfig, refine_object
 from .bundles import resolve_device
 from .live_output import LIVE_FILES, mosaic_arrays, write_live
@@ -187,10 +188,10 @@ class _Refiner(threading.Thread):
                 # minibatch, where L-BFGS spends a short round on its first line searches
                 config = RefinementConfig(
                     optimizer="preconditioned", epochs=1000, time_budget_s=state.options.refine_seconds,
-                    refine_probe=state.options.refine_probe,
+                    refine_probe=state.options.refine_probe, **state.detector,
                 )  # fmt: skip
                 result = refine_object(counts, positions - origin, state.probe, begin, config=config,
-                                       remove_ramp=False)  # fmt: skip
+                                       remove_ramp=False, geometry=state.geometry)  # fmt: skip
                 with state.lock, torch.no_grad():
                     state.mosaic.hand_over(result.object, result.illumination, origin)
                     if state.options.refine_probe:  # the next round starts from this probe
@@ -209,6 +210,10 @@ class _WatchState:
     lock: threading.Lock
     read_range: Callable[[int, int], tuple[np.ndarray, np.ndarray]]
     received: int = 0
+    #: the network's forward model (``forward_model``, ``forward_model_options``) and geometry:
+    #: the background and the final refinement go through the physics the network was made for
+    detector: dict = field(default_factory=dict)
+    geometry: Geometry | None = None
 
 
 def _probe_change(probe: np.ndarray, reference: np.ndarray) -> float:
@@ -378,9 +383,13 @@ def watch(
             output_dir, command="watch", overwrite=overwrite, inputs=[source, network.path]
         )
         probe = network.module.net.forward_model.probe.detach()
+        made_for = network.module.model_config
         state = _WatchState(
             options=options, mosaic=GrowingStitcher(probe_weight(probe), device), probe=probe.cpu().numpy(),
             lock=threading.Lock(), read_range=stream.read_range,
+            detector={"forward_model": made_for.forward_model,
+                      "forward_model_options": made_for.forward_model_options},
+            geometry=Geometry(wavelength_m=made_for.wavelength_m, pixel_size_m=made_for.object_pixel_m),
         )  # fmt: skip
         summary = _LiveLoop(state, stream, network, out, device, log, source).run()
         files = {name: out / name for name in LIVE_FILES}
@@ -401,7 +410,7 @@ def _final_reconstruction(stream, state: _WatchState, model: str, out: Path, fil
     files["scan.npz"] = out / "scan.npz"
     final_options = ReconstructOptions(
         model=os.fspath(model), device=DeviceOptions(accelerator=options.accelerator), progress=False,
-        refinement=RefinementConfig(epochs=100000, time_budget_s=options.final_seconds),
+        refinement=RefinementConfig(epochs=100000, time_budget_s=options.final_seconds, **state.detector),
     )  # fmt: skip
     final = reconstruct(out / "scan.npz", out / "final", final_options, log=log)
     files.update({f"final/{k}": v for k, v in final.files.items()})

@@ -150,6 +150,11 @@ def pretrain(
     ``training_summary.json``, ``report.html`` and the bundle ``model.zip`` (its manifest
     records the corpus, the probe and the budget).
     """
+    if run.model.forward_model != "far_field":
+        raise ValueError(
+            f"model.forward_model = {run.model.forward_model}: the pretraining corpus is simulated in "
+            "the far field only; train on the scan instead"
+        )
     execution = run.execution
     check_execution_fits_machine(execution)
     resume_path = resolve_resume(resume, Path(output_dir))

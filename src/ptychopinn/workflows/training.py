@@ -34,6 +34,7 @@ from ..io import Scan, read_scan, write_json, write_text
 from ..models import PINNModule, build_module
 from ..options import Options, option
 from .bundles import load_model_bundle, save_model_bundle
+from .geometry import with_scan_geometry
 from .lightning_runs import (
     build_trainer,
     check_execution_fits_machine,
@@ -253,6 +254,7 @@ def train(
     resume_path = resolve_resume(resume, Path(output_dir))
     L.seed_everything(execution.seed, workers=True, verbose=False)
     data = prepare_training_data(config)  # bad input fails here, before anything is written
+    config = with_scan_geometry(config, data.scan)
     output_dir = claim_output_folder(
         output_dir, command=command, overwrite=overwrite, resume=resume is not None,
         inputs=[config.data.train_data, config.data.test_data, config.data.probe, config.training.init_from,
