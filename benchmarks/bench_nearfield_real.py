@@ -4,8 +4,8 @@ Blind refinement through the ``near_field`` forward model: the diverging beam by
 scaling theorem (focus 3.65 mm upstream, detector 1.12 m downstream: M = 307.8, effective
 distance 3.64 mm, object pixel 178.7 nm), the probe guess from the data (the mean frame, the
 empty-beam hologram, back-propagated to the sample plane with the model's adjoint), a flat
-object, the probe refined. The file's geometry is read with h5py here: the CXI reader does
-not take a near-field file yet (issue 24, item 2).
+object, the probe refined (and, in the third run, the positions). The file's geometry is read
+with h5py here: the CXI reader does not take a near-field file yet (issue 24, item 2).
 
 Reported: the normalised Poisson loss as cdtools defines it (the Poisson NLL summed over every
 pattern and valid pixel, minus that of the data given themselves, over 0.5 times the number of
@@ -79,7 +79,7 @@ def normalised_loss(model, obj: np.ndarray, probe: np.ndarray, positions: np.nda
     return (total - floor) / (0.5 * nonzero)
 
 
-def run(seconds: float, modes: int, solver: str, scan: dict) -> dict:
+def run(seconds: float, modes: int, solver: str, scan: dict, positions: bool = False) -> dict:
     import torch
 
     from ptychopinn.physics.forward_models import Geometry, build_forward_model
@@ -93,7 +93,7 @@ def run(seconds: float, modes: int, solver: str, scan: dict) -> dict:
     config = RefinementConfig(
         optimizer=solver, refine_probe=True, probe_modes=modes if modes > 1 else None, loss="poisson",
         time_budget_s=seconds, epochs=100_000, probe_start_epoch=0, forward_model="near_field",
-        forward_model_options=options,
+        forward_model_options=options, correct_positions=positions, positions_start_epoch=20,
     )  # fmt: skip
     started = time.perf_counter()
     result = refine_object(scan["counts"], scan["positions"], probe, None, mask=scan["valid"], config=config,
@@ -104,7 +104,7 @@ def run(seconds: float, modes: int, solver: str, scan: dict) -> dict:
     fidelity = data_fidelity(result.object, result.probe, result.positions, scan["counts"], scan["valid"],
                              forward=model)  # fmt: skip
     return {
-        "solver": solver, "modes": modes, "seconds": elapsed, "epochs": result.epochs,
+        "solver": solver, "modes": modes, "positions": positions, "seconds": elapsed, "epochs": result.epochs,
         "normalised_loss": normalised_loss(model, result.object, result.probe, result.positions,
                                            scan["counts"], scan["valid"]),
         "deviance_per_pixel": fidelity["poisson_deviance"],
@@ -124,14 +124,16 @@ def main() -> None:
 
     torch.set_num_threads(2)
     scan = read_p25()
-    rows = [run(args.seconds, modes, "preconditioned", scan) for modes in (1, 3)]
+    rows = [run(args.seconds, modes, "preconditioned", scan, positions)
+            for modes, positions in ((1, False), (3, False), (3, True))]
     print(f"P25 near field: M = {scan['magnification']:.2f}, object pixel "
           f"{scan['object_pixel_m'] * 1e9:.1f} nm, {len(scan['counts'])} frames of "
           f"{scan['counts'].shape[-1]}^2")
-    print(f"{'solver':16s} {'modes':>5s} {'seconds':>8s} {'epochs':>7s} {'cdtools loss':>13s} "
-          f"{'deviance':>9s} {'floor':>7s}")  # fmt: skip
+    print(f"{'solver':16s} {'modes':>5s} {'positions':>9s} {'seconds':>8s} {'epochs':>7s} "
+          f"{'cdtools loss':>13s} {'deviance':>9s} {'floor':>7s}")  # fmt: skip
     for row in rows:
-        print(f"{row['solver']:16s} {row['modes']:5d} {row['seconds']:8.1f} {row['epochs']:7d} "
+        print(f"{row['solver']:16s} {row['modes']:5d} {'refined' if row['positions'] else 'as read':>9s} "
+              f"{row['seconds']:8.1f} {row['epochs']:7d} "
               f"{row['normalised_loss']:13.2f} {row['deviance_per_pixel']:9.3f} "
               f"{row['deviance_noise_floor']:7.3f}")
     best = min(rows, key=lambda row: row["normalised_loss"])
@@ -148,7 +150,8 @@ def main() -> None:
     axes[1].set_title("phase")
     for ax in axes:
         ax.set_axis_off()
-    figure.suptitle(f"P25 near field, blind, {best['modes']} mode(s), {best['seconds']:.0f} s "
+    figure.suptitle(f"P25 near field, blind, {best['modes']} mode(s), positions "
+                    f"{'refined' if best['positions'] else 'as read'}, {best['seconds']:.0f} s "
                     f"(cdtools loss {best['normalised_loss']:.1f})")  # fmt: skip
     args.picture.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.picture, dpi=80, bbox_inches="tight")
