@@ -226,3 +226,21 @@ def test_the_network_trains_through_the_chosen_model_and_its_bundle_carries_it(t
     code = main(["pretrain", "--probe", "gaussian", "--output-dir", str(tmp_path / "pre"), *near,
                  "--max-steps", "1"])  # fmt: skip
     assert code == 2 and "far field only" in capsys.readouterr().err
+
+
+def test_a_far_field_network_does_not_start_a_near_field_refinement(tmp_path, capsys):
+    from ptychopinn.cli.main import main
+    from ptychopinn.simulate import SimulationConfig
+    from ptychopinn.workflows import simulate_to_file
+    from ptychopinn.workflows.pretrained import shipped_bundles
+
+    scan_file = tmp_path / "scan.npz"
+    simulate_to_file(SimulationConfig(n_positions=16, seed=1), scan_file, progress=False)  # the shipped probe
+    near = ["--forward-model", "near_field", "--forward-model.distance-m", "0.5", "--epochs", "1", "--quiet"]
+    (bundle,) = shipped_bundles()
+    code = main(["reconstruct", str(scan_file), "--output-dir", str(tmp_path / "given"),
+                 "--model", str(bundle), *near])  # fmt: skip
+    assert code == 2 and "made for the far_field forward model" in capsys.readouterr().err
+    # the shipped network matches the probe, but not the physics: a flat start instead
+    assert main(["reconstruct", str(scan_file), "--output-dir", str(tmp_path / "auto"), *near]) == 0
+    assert "(constant start)" in capsys.readouterr().out

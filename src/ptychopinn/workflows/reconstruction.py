@@ -147,11 +147,13 @@ def reconstruct_scan(
     """
     options = options if options is not None else ReconstructOptions()
     model, train_first, progress = options.model, options.train_first, options.progress
-    if model is None and not train_first and options.use_pretrained:
+    refinement = options.refinement
+    # the shipped networks are far-field ones: a start for far-field refinements only
+    far_field = refinement.forward_model == "far_field"
+    if model is None and not train_first and options.use_pretrained and far_field:
         model = matching_bundle(scan.probe_modes)
         if model is not None:
             log(f"starting from the shipped pretrained model {model.name} (made for this probe)")
-    refinement = options.refinement
     started = time.perf_counter()
     scan = scan.load()
     device = resolve_device(options.device.accelerator, options.device.devices)
@@ -173,6 +175,12 @@ def reconstruct_scan(
         if bundle is not None:
             t0 = time.perf_counter()
             loaded = load_model_bundle(bundle)
+            made_for = loaded.config.model.forward_model
+            if made_for != refinement.forward_model and start == "constant":  # a given network
+                raise ValueError(
+                    f"{bundle}: the network was made for the {made_for} forward model; the refinement "
+                    f"uses {refinement.forward_model} (--forward-model)"
+                )
             if start == "constant":
                 start = "model"
             predicted = predict_object(
@@ -279,6 +287,9 @@ def _train_on(scan: Scan, out: Path, options: ReconstructOptions, log: Callable[
         "data": {"train_data": os.fspath(data),
                  "photons_per_pattern": scan.metadata.photons_per_pattern},
         "training": {"time_budget_s": budget_s},
+        # the network learns through the physics the refinement uses
+        "model": {"forward_model": options.refinement.forward_model,
+                  "forward_model_options": options.refinement.forward_model_options},
         "execution": {"accelerator": options.device.accelerator, "seed": options.refinement.seed,
                       "progress_bar": bool(progress) if progress is not None else False},
     }  # fmt: skip
