@@ -159,3 +159,18 @@ def test_cxi_simulation_is_streamed_and_equals_the_in_memory_scan(tmp_path):
     np.testing.assert_array_equal(
         read_scan(tmp_path / "scan.cxi").get_patterns(), simulate_scan(config).diffraction
     )
+
+
+def test_simulate_never_writes_over_its_own_probe_file(tmp_path, capsys):
+    """Issue 26, item 0: ``simulate --output F --probe F`` replaced its own probe file."""
+    from ptychopinn.cli.main import main
+
+    probe_file = tmp_path / "probe.npz"
+    assert main(["simulate", "-o", str(probe_file), "-N", "16", "--n-positions", "9", "--step", "3"]) == 0
+    before = probe_file.read_bytes()
+    capsys.readouterr()
+    for flag in ("-o", "--stream-to"):
+        code = main(["simulate", flag, str(probe_file), "--probe", str(probe_file), "-N", "16",
+                     "--n-positions", "9", "--step", "3"])  # fmt: skip
+        assert code == 2 and "the output is the probe file" in capsys.readouterr().err
+        assert probe_file.read_bytes() == before

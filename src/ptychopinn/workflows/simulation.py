@@ -71,9 +71,20 @@ def simulate_to_file(
         looking at its patterns reads the file instead of simulating them again.
     """
     format_for_output(output)  # a bad name fails before any work
+    _refuse_overwriting_the_probe(config, output)
     scan = simulate_scan(config, progress=progress, lazy=True)
     write_scan(scan, output)
     return read_scan(output)
+
+
+def _refuse_overwriting_the_probe(config: SimulationConfig, output: str | os.PathLike) -> None:
+    """An input is never written: the probe file may not be the output (nothing is lost)."""
+    if config.probe in ("focused", "gaussian") or not os.path.exists(config.probe):
+        return
+    if os.path.exists(output) and os.path.samefile(config.probe, output):
+        raise ValueError(
+            f"{os.fspath(output)}: the output is the probe file (--probe); write the scan elsewhere"
+        )
 
 
 #: Scans up to this size are simulated whole before ``stream_to_file`` writes its first frame.
@@ -104,6 +115,7 @@ def stream_to_file(
         raise ValueError(f"--rate {rate_hz!r}: must be a finite number of frames per second > 0")
     if block < 1:
         raise ValueError(f"--block {block!r}: must be >= 1")
+    _refuse_overwriting_the_probe(config, path)
     # simulated before the first frame when it fits in memory, so that the writer, like a
     # detector, only writes (simulating blocks on the way took bursts of CPU from a reader
     # beside it); longer scans are simulated block by block as they are written
