@@ -5,7 +5,9 @@ origin as the positions), ``amplitude`` and ``phase`` (float32), ``coverage`` (b
 ``weight_sum`` (float32, the stitching or illumination sum), ``positions`` (``(n, 2)`` float64
 ``(y, x)`` object pixels), ``pixel_size_m`` (float64, NaN when unknown), and whatever a command
 adds beside them (a refined ``probe``, ``positions_refined``, ``background``, ``loss``, a live
-canvas's ``origin``).
+canvas's ``origin``, and ``object_canvas``: the refined object on its whole canvas, also where
+``object`` is zero for want of coverage, which a misfit needs where propagation mixes
+neighbouring pixels, as the near field does).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class LoadedReconstruction:
     pixel_size_m: float | None
     probe: np.ndarray | None
     background: np.ndarray | None = None  # refined additive background (counts), if any
+    canvas: np.ndarray | None = None  # the object on its whole canvas (``object_canvas``), if stored
 
 
 def read_reconstruction(path: str | os.PathLike) -> LoadedReconstruction:
@@ -92,6 +95,7 @@ def read_reconstruction(path: str | os.PathLike) -> LoadedReconstruction:
             pixel = float(data["pixel_size_m"]) if "pixel_size_m" in data.files else float("nan")
             probe = data["probe"] if "probe" in data.files else None
             background = data["background"] if "background" in data.files else None
+            canvas = data["object_canvas"] if "object_canvas" in data.files else None
     except ScanValidationError:
         raise
     except (OSError, ValueError) as exc:
@@ -100,8 +104,12 @@ def read_reconstruction(path: str | os.PathLike) -> LoadedReconstruction:
         raise ScanValidationError(
             f"object {obj.shape} and coverage {coverage.shape} disagree", source=str(path)
         )
+    if canvas is not None and canvas.shape != obj.shape:
+        message = f"object_canvas {canvas.shape} differs from object {obj.shape}"
+        raise ScanValidationError(message, source=str(path))
     return LoadedReconstruction(
         path=path, object=obj.astype(np.complex64), coverage=coverage.astype(bool),
         weight_sum=weight.astype(np.float32), positions=positions,
         pixel_size_m=None if not np.isfinite(pixel) else pixel, probe=probe, background=background,
+        canvas=None if canvas is None else canvas.astype(np.complex64),
     )  # fmt: skip

@@ -291,10 +291,11 @@ def evaluate(
         recorded = _refinement_of(recon.path)
         forward = scan_forward_model(scan, recorded if recorded is not None else RefinementConfig())
         metrics["forward_model"] = forward.describe()
+        # the whole canvas where stored: unlit pixels still reach the detector in the near field
+        obj = recon.canvas if recon.canvas is not None else recon.object
         metrics["data_fidelity"] = data_fidelity(
-            recon.object, probe, positions, scan.diffraction, scan.mask, background=recon.background,
-            forward=forward,
-        )  # fmt: skip
+            obj, probe, positions, scan.diffraction, scan.mask, background=recon.background, forward=forward
+        )
         if options.half_scan_seconds:
             halves = half_scan_frc(scan, options.half_scan_seconds, refinement=recorded)
             metrics["half_scan_frc"] = {name: frc.to_dict() for name, frc in halves.items()}

@@ -46,6 +46,7 @@ def write_reconstruct_outputs(
             "positions_initial": scan.positions,
             "positions_refined": refined.positions,
             "loss": np.asarray(refined.loss_history, dtype=np.float64),
+            "object_canvas": np.asarray(refined.object, dtype=np.complex64),
             **extra,
         },
     )  # fmt: skip
