@@ -330,3 +330,22 @@ def test_reconstruct_train_first_takes_training_options_from_the_command_line(tm
     used = yaml.safe_load((tmp_path / "rec" / "training" / "config.yaml").read_text())
     assert used["execution"]["learning_rate"] == 0.004 and used["execution"]["batch_size"] == 8
     assert used["model"]["width"] == 4 and used["training"]["time_budget_s"] == 2.0
+
+
+def test_the_preconditioned_solvers_momentum_flag_reaches_its_update():
+    """--solver.momentum: parsed into the refinement's solver options, read by the solver, and
+    changing what it computes (0: no momentum between epochs)."""
+    from ptychopinn.cli.main import build_parser
+    from ptychopinn.workflows import ReconstructOptions
+
+    args = build_parser().parse_args(["reconstruct", "scan.npz", "--output-dir", "o", "--refine-probe",
+                                      "--solver.momentum", "0", "--patience", "3"])  # fmt: skip
+    options = ReconstructOptions.from_flags(vars(args))
+    assert options.refinement.solver_options == {"momentum": 0.0} and options.refinement.patience == 3
+    scan = simulate_scan(SimulationConfig(pattern_size=16, n_positions=25, step_px=3.0, seed=5))
+    results = {}
+    for momentum in (0.0, 0.7):
+        config = RefinementConfig(refine_probe=True, epochs=4, seed=0, solver_options={"momentum": momentum})
+        assert config.solver_settings().momentum == momentum
+        results[momentum] = refine_object(scan.diffraction, scan.positions, scan.probe, config=config).object
+    assert not np.allclose(results[0.0], results[0.7])

@@ -32,7 +32,7 @@ from ..refine import (
     constant_object,
     refine_object,
 )
-from .bundles import load_model_bundle, resolve_device
+from .bundles import LoadedModel, load_model_bundle, resolve_device
 from .evaluation import compare_to_truth
 from .geometry import scan_forward_model, scan_geometry
 from .inference import Reconstruction, predict_object
@@ -136,14 +136,16 @@ def reconstruct_scan(
     options: ReconstructOptions | None = None,
     *,
     training_dir: str | os.PathLike | None = None,
+    network: LoadedModel | None = None,
     log: Callable[[str], None] = print,
     callback: Callable[[RefinementProgress], None] | None = None,
 ) -> ReconstructResult:
     """Reconstruct a scan in memory (nothing written unless ``train_first`` trains a network).
 
-    Parameters are those of :func:`reconstruct`, with the scan itself instead of a file and
-    ``training_dir``: where ``train_first`` trains (default: a temporary folder, removed after).
-    The scan is written there as an NPZ file for training when it has no file of its own.
+    Parameters are those of :func:`reconstruct`, with the scan itself instead of a file,
+    ``training_dir``: where ``train_first`` trains (default: a temporary folder, removed after;
+    the scan is written there as an NPZ file when it has no file of its own), and ``network``:
+    ``options.model`` already loaded (:func:`load_network_for`), not read again.
     """
     options = options if options is not None else ReconstructOptions()
     model, train_first, progress = options.model, options.train_first, options.progress
@@ -174,13 +176,11 @@ def reconstruct_scan(
         initial_comparison = None
         if bundle is not None:
             t0 = time.perf_counter()
-            loaded = load_model_bundle(bundle)
-            made_for = loaded.config.model.forward_model
-            if made_for != refinement.forward_model and start == "constant":  # a given network
-                raise ValueError(
-                    f"{bundle}: the network was made for the {made_for} forward model; the refinement "
-                    f"uses {refinement.forward_model} (--forward-model)"
-                )
+            given = start == "constant" and options.model is not None
+            if given:
+                loaded = network if network is not None else load_network_for(options)
+            else:
+                loaded = load_model_bundle(bundle)
             if start == "constant":
                 start = "model"
             predicted = predict_object(
@@ -228,8 +228,26 @@ def reconstruct_scan(
     return ReconstructResult(
         reconstruction=result_object, refinement=refined, comparison=comparison, start=start,
         timings=timings, initial_comparison=initial_comparison, model=os.fspath(bundle) if bundle else None,
-        forward_model=forward.describe(),
+        forward_model=forward.describe(), device=str(device),
     )  # fmt: skip
+
+
+def load_network_for(options: ReconstructOptions) -> LoadedModel:
+    """The bundle ``options.model``, loaded and checked against the refinement's forward model.
+
+    Raises
+    ------
+    ValueError
+        The network was made for another forward model (or the bundle is bad: BundleError).
+    """
+    loaded = load_model_bundle(options.model)
+    made_for, uses = loaded.config.model.forward_model, options.refinement.forward_model
+    if made_for != uses:
+        raise ValueError(
+            f"{options.model}: the network was made for the {made_for} forward model; the refinement "
+            f"uses {uses} (--forward-model)"
+        )
+    return loaded
 
 
 def _refine_with_progress(
@@ -342,14 +360,17 @@ def reconstruct(
     scan = read_scan(data, photons_per_pattern=options.photons_per_pattern)  # bad input: nothing made yet
     if options.ptychodus_product:
         check_product_metadata(scan)  # before the work, not after it
-    if model is not None:
-        load_model_bundle(model)  # a bad bundle is refused before the folder is made
+    # a bad bundle, or one made for other physics, is refused before the folder is made
+    network = load_network_for(options) if model is not None else None
     out = claim_output_folder(
         output_dir, command="reconstruct", inputs=[data, model, options.train_config], overwrite=overwrite
     )
-    result = reconstruct_scan(scan, options, training_dir=out / "training", log=log, callback=callback)
-    device = str(resolve_device(options.device.accelerator, options.device.devices))
-    result.files = write_reconstruct_outputs(result, scan, out, options, data=data, device=device, log=log)
+    result = reconstruct_scan(
+        scan, options, training_dir=out / "training", network=network, log=log, callback=callback
+    )
+    result.files = write_reconstruct_outputs(
+        result, scan, out, options, data=data, device=result.device, log=log
+    )  # fmt: skip
     return result
 
 

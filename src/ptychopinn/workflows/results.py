@@ -74,6 +74,7 @@ class ReconstructResult:
     #: the forward model refined through: its name, options and what follows from them
     #: (a near field's magnification and effective distance)
     forward_model: dict | None = None
+    device: str | None = None  # where it ran
 
 
 @dataclass
